@@ -1,0 +1,180 @@
+"""The configuration schema: every knob a researcher turns, typed, registered with Hydra, validated.
+
+`conf/` holds the values; these dataclasses hold the shape (unknown keys are rejected by Hydra) and
+`validate` checks what types alone cannot, so that bad input fails in one line before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from .errors import ConfigError
+from .layers import ACTIVATIONS, parse_segments
+from .models import create_model
+
+DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop")
+SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
+PRECISIONS: tuple[str, ...] = ("32", "bf16", "16-mixed")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "xception_mini"
+    width: float = 1.0
+    middle_blocks: int | None = None
+    drop_rate: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"
+    root: str = "/usr/share/datasets/fashion-mnist"
+    image_size: int = 28
+    in_chans: int = 1
+    num_classes: int = 10
+    mean: list[float] = field(default_factory=lambda: [0.2860])
+    std: list[float] = field(default_factory=lambda: [0.3530])
+    batch_size: int = 256
+    train_subset: int | None = None
+    val_subset: int | None = None
+    crop_padding: int = 2
+    hflip: bool = True
+    num_workers: int = 4
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-5
+    eps: float = 1.0
+    schedule: str = "cosine"
+    warmup_steps: int = 50
+    decay_rate: float = 0.94
+    decay_epochs: float = 2.0
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    epochs: float = 2.0
+    max_steps: int | None = None
+    eval_every: int | None = None
+    log_every: int = 50
+    device: str = "auto"
+    precision: str = "32"
+    channels_last: bool = True
+    compile: bool = False
+    threads: int | None = None
+    progress: bool | None = None
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "offline"
+    project: str = "xablate"
+    entity: str | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    segments: Any = "depthwise"
+    activation: Any = "none"
+    residual: Any = True
+    order: str = "depthwise_first"
+    mid_norm: bool = False
+    budget: str = "none"
+    seed: int = 0
+    dry_run: bool = False
+    rerun: bool = False
+    study: str = "default"
+    out_dir: str = "runs"
+
+
+def register_configs() -> None:
+    """The schema `conf/config.yaml` starts from: every group merges into a typed node."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not known; allowed: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: object, *, optional: bool = False, minimum: float = 1) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{key}={value!r} is invalid; allowed: a number >= {minimum}")
+
+
+def parse_residual(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"residual={value!r} is invalid; allowed: true, false")
+
+
+def model_kwargs(cfg: Config | DictConfig) -> dict[str, Any]:
+    """The `create_model` arguments a config describes, with the axes parsed to their Python types."""
+    return dict(
+        name=cfg.model.name,
+        num_classes=cfg.data.num_classes,
+        in_chans=cfg.data.in_chans,
+        segments=parse_segments(cfg.segments),
+        activation=cfg.activation,
+        residual=parse_residual(cfg.residual),
+        order=cfg.order,
+        mid_norm=cfg.mid_norm,
+        budget=cfg.budget,
+        width=cfg.model.width,
+        middle_blocks=cfg.model.middle_blocks,
+        drop_rate=cfg.model.drop_rate,
+    )
+
+
+def validate(cfg: Config | DictConfig) -> None:
+    """Raise a one-line `ConfigError` for any value the run could not use; builds the model on meta."""
+    parse_segments(cfg.segments)
+    if cfg.activation not in ACTIVATIONS:
+        _choice("activation", cfg.activation, tuple(ACTIVATIONS))
+    parse_residual(cfg.residual)
+    _choice("data.name", cfg.data.name, DATASETS)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
+    _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+    _choice("trainer.device", cfg.trainer.device, DEVICES)
+    _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    _positive("data.batch_size", cfg.data.batch_size)
+    _positive("data.train_subset", cfg.data.train_subset, optional=True)
+    _positive("data.val_subset", cfg.data.val_subset, optional=True)
+    _positive("data.image_size", cfg.data.image_size)
+    _positive("trainer.epochs", cfg.trainer.epochs, minimum=0)
+    _positive("trainer.max_steps", cfg.trainer.max_steps, optional=True)
+    _positive("trainer.eval_every", cfg.trainer.eval_every, optional=True)
+    _positive("trainer.log_every", cfg.trainer.log_every)
+    _positive("trainer.threads", cfg.trainer.threads, optional=True)
+    _positive("optim.lr", cfg.optim.lr, minimum=0)
+    if not 0 <= cfg.model.drop_rate < 1:
+        raise ConfigError(f"model.drop_rate={cfg.model.drop_rate!r} is invalid; allowed: 0 <= p < 1")
+    if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
+        raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
+    kwargs = model_kwargs(cfg)
+    with torch.device("meta"):
+        create_model(kwargs.pop("name"), **kwargs)

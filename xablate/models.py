@@ -1,0 +1,354 @@
+"""Xception (Chollet, CVPR 2017, Fig. 5) as data: flows of module specs that one generic class builds.
+
+`create_model("xception")` is the paper's network (22,855,952 trainable parameters at 1000 classes);
+`create_model("xception_mini")` is the same architecture scaled for 28-32 px images on a laptop CPU.
+Both take the three ablation axes (`segments`, `activation`, `residual`) plus `order`, `mid_norm`,
+`width`, `middle_blocks` and `budget`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .layers import ORDERS, LayerType, Order, Segments, SeparableConv2d, get_act_layer, parse_segments
+
+BUDGETS: tuple[str, ...] = ("none", "params")
+BUDGET_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One regular convolution of the stem (followed by BatchNorm and ReLU)."""
+
+    chs: int
+    stride: int
+    padding: int
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """One Xception module: separable convs, each preceded by ReLU and followed by BatchNorm.
+
+    `pool` ends the module with MaxPool 3x3/2 and makes its skip a strided 1x1 conv; `lead_act=False` drops
+    the ReLU before the first separable conv; `skip=False` marks the modules the paper leaves without a
+    residual connection; `tail_act` adds a final ReLU (the end of the exit flow).
+    """
+
+    chs: tuple[int, ...]
+    pool: bool = False
+    lead_act: bool = True
+    skip: bool = True
+    tail_act: bool = False
+
+
+def round_channels(chs: int, multiplier: float, divisor: int) -> int:
+    """`chs * multiplier` rounded to a multiple of `divisor`, never below `divisor`."""
+    return max(divisor, int(chs * multiplier / divisor + 0.5) * divisor)
+
+
+@dataclass(frozen=True)
+class XceptionArch:
+    """The whole network as read-only data: a stem and the entry, middle and exit flows."""
+
+    stem: tuple[ConvSpec, ...]
+    entry: tuple[ModuleSpec, ...]
+    middle: ModuleSpec
+    middle_blocks: int
+    exit: tuple[ModuleSpec, ...]
+
+    def scaled(self, width: float = 1.0, middle_blocks: int | None = None, divisor: int = 8) -> XceptionArch:
+        """Every width times `width` (rounded to a multiple of `divisor`), and a new middle-flow depth."""
+        if width == 1.0 and divisor == 8 and middle_blocks in (None, self.middle_blocks):
+            return self
+
+        def scale(spec: ModuleSpec) -> ModuleSpec:
+            return replace(spec, chs=tuple(round_channels(c, width, divisor) for c in spec.chs))
+
+        return XceptionArch(
+            stem=tuple(replace(c, chs=round_channels(c.chs, width, divisor)) for c in self.stem),
+            entry=tuple(scale(m) for m in self.entry),
+            middle=scale(self.middle),
+            middle_blocks=self.middle_blocks if middle_blocks is None else middle_blocks,
+            exit=tuple(scale(m) for m in self.exit),
+        )
+
+    def modules(self) -> list[ModuleSpec]:
+        return [*self.entry, *[self.middle] * self.middle_blocks, *self.exit]
+
+    def spatial_widths(self, order: Order = "depthwise_first") -> list[int]:
+        """The channel count each separable conv's spatial step sees, in network order."""
+        widths, in_chs = [], self.stem[-1].chs
+        for spec in self.modules():
+            for chs in spec.chs:
+                widths.append(in_chs if order == "depthwise_first" else chs)
+                in_chs = chs
+        return widths
+
+    def valid_segments(self, order: Order = "depthwise_first") -> list[int]:
+        """Every segment count that divides every separable layer (depthwise is always valid too)."""
+        common = math.gcd(*self.spatial_widths(order))
+        return [g for g in range(1, common + 1) if common % g == 0]
+
+
+class XceptionModule(nn.Module):
+    """A residual module built from a `ModuleSpec`; the skip is added out of place."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        spec: ModuleSpec,
+        *,
+        residual: bool,
+        sep_kwargs: dict[str, Any],
+        norm_layer: LayerType,
+    ) -> None:
+        super().__init__()
+        chs = in_chs
+        for i, out_chs in enumerate(spec.chs, start=1):
+            if i > 1 or spec.lead_act:
+                self.add_module(f"act{i}", nn.ReLU())
+            self.add_module(f"sep{i}", SeparableConv2d(chs, out_chs, norm_layer=norm_layer, **sep_kwargs))
+            self.add_module(f"bn{i}", norm_layer(out_chs))
+            chs = out_chs
+        if spec.pool:
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        if spec.tail_act:
+            self.act_out = nn.ReLU()
+        self.out_chs = chs
+        self.skip: nn.Module | None = None
+        if residual and spec.skip:
+            if spec.pool or in_chs != chs:
+                conv = nn.Conv2d(in_chs, chs, 1, stride=2 if spec.pool else 1, bias=False)
+                self.skip = nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(chs)))
+            else:
+                self.skip = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x
+        for name, layer in self.named_children():
+            if name != "skip":
+                out = layer(out)
+        return out if self.skip is None else out + self.skip(x)
+
+
+class Xception(nn.Module):
+    """The generic Xception: stem, entry, middle and exit flows, then pooling, dropout and a classifier."""
+
+    def __init__(
+        self,
+        arch: XceptionArch,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        segments: Segments = "depthwise",
+        activation: str = "none",
+        residual: bool = True,
+        order: Order = "depthwise_first",
+        mid_norm: bool = False,
+        drop_rate: float = 0.0,
+        norm_layer: LayerType = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        stem: OrderedDict[str, nn.Module] = OrderedDict()
+        chs = in_chans
+        for i, conv in enumerate(arch.stem, start=1):
+            stem[f"conv{i}"] = nn.Conv2d(chs, conv.chs, 3, conv.stride, conv.padding, bias=False)
+            stem[f"bn{i}"] = norm_layer(conv.chs)
+            stem[f"act{i}"] = nn.ReLU()
+            chs = conv.chs
+        self.stem = nn.Sequential(stem)
+
+        sep_kwargs = dict(segments=segments, order=order, act_layer=get_act_layer(activation), mid_norm=mid_norm)
+
+        def build(specs: list[ModuleSpec]) -> nn.Sequential:
+            nonlocal chs
+            blocks = []
+            for spec in specs:
+                blocks.append(
+                    XceptionModule(chs, spec, residual=residual, sep_kwargs=sep_kwargs, norm_layer=norm_layer)
+                )
+                chs = blocks[-1].out_chs
+            return nn.Sequential(*blocks)
+
+        self.entry = build(list(arch.entry))
+        self.middle = build([arch.middle] * arch.middle_blocks)
+        self.exit = build(list(arch.exit))
+        self.num_features = chs
+        self.num_classes = num_classes
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(chs, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.exit(self.middle(self.entry(self.stem(x))))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.head_drop(torch.flatten(self.global_pool(x), 1))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+_mod = ModuleSpec
+XCEPTION_ARCH = XceptionArch(
+    stem=(ConvSpec(32, 2, 0), ConvSpec(64, 1, 0)),
+    entry=(_mod((128, 128), pool=True, lead_act=False), _mod((256, 256), pool=True), _mod((728, 728), pool=True)),
+    middle=_mod((728, 728, 728)),
+    middle_blocks=8,
+    exit=(_mod((728, 1024), pool=True), _mod((1536, 2048), lead_act=False, skip=False, tail_act=True)),
+)
+"""Paper Fig. 5: 36 conv layers in 14 modules, residual around all but the first (stem) and last."""
+
+XCEPTION_MINI_ARCH = XceptionArch(
+    stem=(ConvSpec(8, 1, 1), ConvSpec(16, 1, 1)),
+    entry=(_mod((16, 32), pool=True, lead_act=False), _mod((64, 64), pool=True), _mod((128, 128), pool=True)),
+    middle=_mod((128, 128, 128)),
+    middle_blocks=4,
+    exit=(_mod((128, 256), pool=True), _mod((256, 512), lead_act=False, skip=False, tail_act=True)),
+)
+"""Fig. 5 for 28-32 px: a stride-1, same-padded stem, three pooling entry modules (28 -> 14 -> 7 -> 4 px),
+4 middle blocks at 4x4, exit at 2x2. Widths are powers of two, so 1, 2, 4, 8 and 16 segments divide every
+separable layer. Sized so a Fashion-MNIST epoch takes about 2 minutes on 2 CPU cores at depthwise (its
+full-resolution layers are kept narrow: depthwise backward passes are memory-bound there)."""
+
+ARCHS: dict[str, XceptionArch] = {"xception": XCEPTION_ARCH, "xception_mini": XCEPTION_MINI_ARCH}
+
+_model_entrypoints: dict[str, Callable[..., Xception]] = {}
+
+
+def register_model(fn: Callable[..., Xception]) -> Callable[..., Xception]:
+    _model_entrypoints[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_model_entrypoints)
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm running statistics are buffers and not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not known; allowed: {', '.join(allowed)}")
+
+
+def check_segments(arch: XceptionArch, segments: Segments, order: Order, model_name: str) -> None:
+    """Fail with the list of valid values when `segments` does not divide every separable layer."""
+    valid = arch.valid_segments(order)
+    if segments != "depthwise" and segments not in valid:
+        allowed = ", ".join([*map(str, valid), "depthwise"])
+        raise ConfigError(
+            f"segments={segments} does not divide every separable layer of {model_name}; valid: {allowed}"
+        )
+
+
+def _match_params(
+    arch: XceptionArch, segments: int, target: int, width: float, middle_blocks: int | None, build: Callable
+) -> XceptionArch:
+    """The width multiplier whose model has `target` parameters (within 5%), widths multiples of `segments`."""
+    divisor = math.lcm(8, segments)
+
+    def params_at(m: float) -> tuple[int, XceptionArch]:
+        scaled = arch.scaled(width * m, middle_blocks, divisor)
+        with torch.device("meta"):
+            return count_params(build(scaled)), scaled
+
+    lo, hi = 0.01, 4.0
+    best = params_at(hi)
+    for _ in range(30):
+        mid = math.sqrt(lo * hi)
+        n, scaled = params_at(mid)
+        if abs(n - target) < abs(best[0] - target):
+            best = (n, scaled)
+        lo, hi = (mid, hi) if n < target else (lo, mid)
+    if abs(best[0] - target) > BUDGET_TOLERANCE * target:
+        raise ConfigError(
+            f"budget=params cannot match {target:,} parameters within 5% at segments={segments} "
+            f"(closest: {best[0]:,}); use budget=none"
+        )
+    return best[1]
+
+
+def _create_xception(
+    model_name: str,
+    *,
+    width: float = 1.0,
+    middle_blocks: int | None = None,
+    budget: str = "none",
+    segments: object = "depthwise",
+    order: str = "depthwise_first",
+    residual: bool = True,
+    **kwargs: Any,
+) -> Xception:
+    segments = parse_segments(segments)
+    _check_choice("order", order, ORDERS)
+    _check_choice("budget", budget, BUDGETS)
+    if not isinstance(residual, bool):
+        raise ConfigError(f"residual={residual!r} is invalid; allowed: true, false")
+    if not (isinstance(width, int | float) and width > 0):
+        raise ConfigError(f"width={width!r} is invalid; allowed: a number > 0")
+    if middle_blocks is not None and not (isinstance(middle_blocks, int) and middle_blocks >= 0):
+        raise ConfigError(f"middle_blocks={middle_blocks!r} is invalid; allowed: an integer >= 0")
+    base = ARCHS[model_name]
+    arch = base.scaled(width, middle_blocks)
+    check_segments(arch, segments, order, model_name)
+
+    def build(a: XceptionArch, seg: Segments = segments) -> Xception:
+        return Xception(a, segments=seg, order=order, residual=residual, **kwargs)
+
+    if budget == "params" and segments != "depthwise":
+        with torch.device("meta"):
+            target = count_params(build(arch, "depthwise"))
+        arch = _match_params(base, segments, target, width, middle_blocks, build)
+    return build(arch)
+
+
+@register_model
+def xception(**kwargs: Any) -> Xception:
+    """The paper's Xception (Fig. 5): 299x299 input, 22,855,952 parameters at 1000 classes."""
+    return _create_xception("xception", **kwargs)
+
+
+@register_model
+def xception_mini(**kwargs: Any) -> Xception:
+    """Xception scaled for 28-32 px images on a laptop CPU (same flows, narrower, 4 middle blocks)."""
+    return _create_xception("xception_mini", **kwargs)
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    segments: object = "depthwise",
+    activation: str = "none",
+    residual: bool = True,
+    **overrides: Any,
+) -> Xception:
+    """Build a registered model, in the style of `timm.create_model`; no device or dtype is set here.
+
+    `overrides` may hold `order`, `mid_norm`, `width`, `middle_blocks`, `budget`, `drop_rate`, `norm_layer`.
+    """
+    if name not in _model_entrypoints:
+        raise ConfigError(f"model={name!r} is not known; allowed: {', '.join(list_models())}")
+    return _model_entrypoints[name](
+        num_classes=num_classes,
+        in_chans=in_chans,
+        segments=segments,
+        activation=activation,
+        residual=residual,
+        **overrides,
+    )
