@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .layers import ACTIVATIONS, parse_segments
@@ -62,6 +62,7 @@ class OptimConfig:
     warmup_steps: int = 50
     decay_rate: float = 0.94
     decay_epochs: float = 2.0
+    decay_samples: int | None = None
     label_smoothing: float = 0.1
 
 
@@ -149,8 +150,25 @@ def model_kwargs(cfg: Config | DictConfig) -> dict[str, Any]:
     )
 
 
+def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
+    """Hydra's `+key=value` can add keys the schema does not have; xablate would silently ignore them."""
+    for key in cfg:
+        if prefix == "" and key == "hydra":
+            continue
+        if key not in schema:
+            raise ConfigError(
+                f"{prefix}{key} is not a setting; the settings of {prefix.rstrip('.') or 'the top level'} are: "
+                f"{', '.join(map(str, schema))}"
+            )
+        node, known = cfg[key], schema[key]
+        if isinstance(node, DictConfig) and isinstance(known, DictConfig):
+            _check_known_keys(node, known, f"{prefix}{key}.")
+
+
 def validate(cfg: Config | DictConfig) -> None:
     """Raise a one-line `ConfigError` for any value the run could not use; builds the model on meta."""
+    if isinstance(cfg, DictConfig):
+        _check_known_keys(cfg, OmegaConf.structured(Config))
     parse_segments(cfg.segments)
     if cfg.activation not in ACTIVATIONS:
         _choice("activation", cfg.activation, tuple(ACTIVATIONS))

@@ -282,6 +282,10 @@ def _match_params(
     return best[1]
 
 
+_BUDGET_ARCHS: dict[tuple, XceptionArch] = {}
+"""Architectures found by the iso-parameter search, by model options: the search builds ~30 models."""
+
+
 def _create_xception(
     model_name: str,
     *,
@@ -310,9 +314,12 @@ def _create_xception(
         return Xception(a, segments=seg, order=order, residual=residual, **kwargs)
 
     if budget == "params" and segments != "depthwise":
-        with torch.device("meta"):
-            target = count_params(build(arch, "depthwise"))
-        arch = _match_params(base, segments, target, width, middle_blocks, build)
+        key = (model_name, segments, width, middle_blocks, order, residual, tuple(sorted(kwargs.items())))
+        if key not in _BUDGET_ARCHS:
+            with torch.device("meta"):
+                target = count_params(build(arch, "depthwise"))
+            _BUDGET_ARCHS[key] = _match_params(base, segments, target, width, middle_blocks, build)
+        arch = _BUDGET_ARCHS[key]
     return build(arch)
 
 

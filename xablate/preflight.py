@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import validate
+from .data import check_data
 from .errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -82,4 +83,6 @@ def check_command(argv: list[str]) -> list[DictConfig]:
         cells = [_compose(cell) for cell in expand_cells([*extra, *args.overrides], multirun)]
     for cell in cells:
         validate(cell)
+        if not cell.dry_run:
+            check_data(cell.data)
     return cells

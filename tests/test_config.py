@@ -1,0 +1,170 @@
+"""Config tests (STYLE.md item 13, second tier): `conf/` through `hydra.compose`, run identity, preflight."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
+
+from xablate import ConfigError
+from xablate.config import model_kwargs, register_configs, validate
+from xablate.layers import parse_segments
+from xablate.preflight import check_command
+from xablate.runs import register_resolvers, run_dir_name, run_key, run_name
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registered() -> None:
+    register_configs()
+    register_resolvers()
+
+
+@functools.cache
+def compose_cfg(*overrides: str, hydra_node: bool = False) -> DictConfig:
+    """Compose `conf/config.yaml` with `overrides`, in its own Hydra context (as each CLI process does).
+
+    Cached (composing takes a quarter of a second); callers only read the result."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def test_defaults_compose_and_validate() -> None:
+    cfg = compose_cfg()
+    validate(cfg)
+    assert cfg.model.name == "xception_mini"
+    assert cfg.data.name == "fashion_mnist"
+    assert parse_segments(cfg.segments) == "depthwise"
+    assert (cfg.activation, cfg.residual, cfg.order, cfg.mid_norm, cfg.budget) == (
+        "none",
+        True,
+        "depthwise_first",
+        False,
+        "none",
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [(p.parent.name, p.stem) for group in ("model", "data") for p in sorted((CONF_DIR / group).glob("*.yaml"))],
+)
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    cfg = compose_cfg(f"{group}={option}")
+    validate(cfg)
+    assert cfg[group].name == option
+
+
+def test_axis_overrides() -> None:
+    cfg = compose_cfg(
+        "segments=4", "activation=elu", "residual=false", "order=pointwise_first", "mid_norm=true", "budget=params"
+    )
+    validate(cfg)
+    kwargs = model_kwargs(cfg)
+    assert kwargs["segments"] == 4 and isinstance(kwargs["segments"], int)
+    assert kwargs["activation"] == "elu"
+    assert kwargs["residual"] is False
+    assert (kwargs["order"], kwargs["mid_norm"], kwargs["budget"]) == ("pointwise_first", True, "params")
+
+
+@pytest.mark.parametrize("override", ["segments=3", "activation=gelu", "residual=maybe"])
+def test_bad_axis_values_fail_validation(override: str) -> None:
+    cfg = compose_cfg(override)
+    with pytest.raises(ConfigError, match=override.partition("=")[2]):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("override", ["foo=1", "model.foo=1", "trainer.epoch=3"])
+def test_unknown_key_is_rejected(override: str) -> None:
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(override)
+    with pytest.raises(ConfigError) as info:
+        check_command([override])
+    assert "\n" not in str(info.value) and override.partition("=")[0].split(".")[-1] in str(info.value)
+
+
+# --- run identity -----------------------------------------------------------------------------------------
+
+
+def test_run_key_is_stable_across_compositions() -> None:
+    first = compose_cfg.__wrapped__("segments=4", "activation=relu")
+    second = compose_cfg.__wrapped__("activation=relu", "segments=4")
+    assert first is not second
+    assert run_key(first) == run_key(second)
+    assert len(run_key(first)) == 8 and int(run_key(first), 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "segments=4",
+        "activation=elu",
+        "residual=false",
+        "order=pointwise_first",
+        "mid_norm=true",
+        "budget=params",
+        "seed=1",
+        "model=xception",
+        "data=synthetic",
+        "optim.lr=0.1",
+    ],
+)
+def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
+    assert run_key(compose_cfg(override)) != run_key(compose_cfg())
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "out_dir=/elsewhere/runs",
+        "study=other",
+        "logger.mode=disabled",
+        "dry_run=true",
+        "data.root=/mnt/data",
+        "trainer.log_every=7",
+    ],
+)
+def test_run_key_ignores_paths_and_logging(override: str) -> None:
+    assert run_key(compose_cfg(override)) == run_key(compose_cfg())
+
+
+def test_segments_spellings_share_a_key() -> None:
+    assert run_key(compose_cfg("segments=4")) == run_key(compose_cfg("segments='4'"))
+
+
+def test_run_name() -> None:
+    assert run_name(compose_cfg("segments=4", "activation=relu")) == "seg4-relu-res-s0"
+    assert run_name(compose_cfg("residual=false", "seed=1")) == "segdw-none-nores-s1"
+
+
+def test_run_folder_is_name_and_key() -> None:
+    cfg = compose_cfg("segments=4", "out_dir=/tmp/xablate-runs", hydra_node=True)
+    assert cfg.hydra.run.dir == f"/tmp/xablate-runs/default/seg4-none-res-s0-{run_key(cfg)}"
+    assert cfg.hydra.sweep.subdir == run_dir_name(cfg)
+
+
+# --- preflight ----------------------------------------------------------------------------------------------
+
+
+def test_check_command_returns_every_cell() -> None:
+    cells = check_command(["-m", "segments=1,4,depthwise", "seed=0,1", "dry_run=true"])
+    assert len(cells) == 6
+    got = sorted((str(parse_segments(c.segments)), c.seed) for c in cells)
+    assert got == sorted(itertools.product(["1", "4", "depthwise"], [0, 1]))
+    assert len({run_key(c) for c in cells}) == 6
+
+
+def test_check_command_single_run() -> None:
+    (cell,) = check_command(["segments=8", "activation=relu", "dry_run=true"])
+    assert parse_segments(cell.segments) == 8 and cell.activation == "relu"
+
+
+def test_check_command_rejects_a_bad_cell() -> None:
+    with pytest.raises(ConfigError, match="segments=3") as info:
+        check_command(["-m", "segments=1,3", "dry_run=true"])
+    assert "\n" not in str(info.value)
