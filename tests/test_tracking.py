@@ -1,0 +1,269 @@
+"""The W&B tracker against real offline W&B runs, read back from their transaction logs.
+
+wandb 0.31 writes an offline run only as `run-<id>.wandb` (no `files/config.yaml` or `files/wandb-summary.json`
+until it is synced), so `read_run` below decodes that log: the LevelDB-style record framing W&B uses, each
+record one `wandb.proto.wandb_internal_pb2.Record`.
+
+Every test runs with W&B pointed at a closed local port and with its config, cache and netrc in a temporary
+folder, so nothing here can reach the internet or read a real API key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from wandb.proto import wandb_internal_pb2 as pb
+
+from xablate.config import register_configs
+from xablate.runs import register_resolvers, run_key
+from xablate.tracking import Tracker
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused at once
+FAKE_API_KEY = "x" * 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wandb_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Point W&B at a closed local port and at throw-away config folders, for every test in this module.
+
+    The environment is read once per process by W&B's singleton, so the service is torn down on both sides
+    to make sure it starts with (and does not outlive) this environment."""
+    home = tmp_path_factory.mktemp("wandb_home")
+    wandb.teardown()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("API_KEY", "IDENTITY_TOKEN_FILE", "MODE", "DIR", "RUN_ID", "RESUME", "INIT_TIMEOUT", "SERVICE"):
+            mp.delenv(f"WANDB_{name}", raising=False)
+        mp.setenv("WANDB_BASE_URL", CLOSED_PORT_URL)
+        mp.setenv("WANDB_CONFIG_DIR", str(home / "config"))
+        mp.setenv("WANDB_CACHE_DIR", str(home / "cache"))
+        mp.setenv("WANDB_DATA_DIR", str(home / "data"))
+        mp.setenv("NETRC", str(home / "netrc"))
+        yield
+        wandb.teardown()
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """A config composed as the CLI composes it, `hydra` node included (the tracker must leave it out)."""
+    register_configs()
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=["segments=4", "activation=relu", *overrides], return_hydra_config=True)
+
+
+@pytest.fixture(scope="module")
+def cfg() -> DictConfig:
+    return make_cfg("logger.mode=offline")
+
+
+# Reading an offline run back -------------------------------------------------------------------------------------
+
+BLOCK_LEN = 32 * 1024  # records never straddle a block boundary without being split into FIRST/MIDDLE/LAST
+HEADER = struct.Struct("<IHB")  # crc32, data length, record type
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def records(path: Path) -> Iterator[pb.Record]:
+    data = path.read_bytes()
+    ident, magic, _version = struct.unpack("<4sHB", data[:7])
+    assert (ident, magic) == (b":W&B", 0xBEE1), f"{path} is not a W&B transaction log"
+    pos, pending = 7, b""
+    while pos + HEADER.size <= len(data):
+        if BLOCK_LEN - pos % BLOCK_LEN < HEADER.size:  # a block's tail too short for a header is zero padding
+            pos += BLOCK_LEN - pos % BLOCK_LEN
+            continue
+        _crc, length, kind = HEADER.unpack_from(data, pos)
+        pos += HEADER.size
+        chunk, pos = data[pos : pos + length], pos + length
+        if kind == FULL:
+            yield pb.Record.FromString(chunk)
+        elif kind == FIRST:
+            pending = chunk
+        elif kind == MIDDLE:
+            pending += chunk
+        elif kind == LAST:
+            yield pb.Record.FromString(pending + chunk)
+        else:
+            break  # zero padding at the end of an unfinished block
+
+
+def _key(item: Any) -> str:
+    return "/".join(item.nested_key) if item.nested_key else item.key
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The run record, config, history rows, summary and exit code that `wandb sync` would upload."""
+    (log_file,) = run_dir.glob("run-*.wandb")
+    out: dict[str, Any] = {"run": None, "config": {}, "history": [], "summary": {}, "exit_code": None}
+    for record in records(log_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out["run"] = record.run
+            out["config"].update({_key(i): json.loads(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            out["config"].update({_key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            out["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
+        elif kind == "exit":
+            out["exit_code"] = record.exit.exit_code
+    return out
+
+
+def tracker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "xablate.tracking" and r.levelno >= logging.WARNING]
+
+
+# Tests ------------------------------------------------------------------------------------------------------------
+
+
+def test_offline_run_holds_config_tags_history_and_summary(
+    cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Tracker(cfg, tmp_path) as tracker:
+        assert tracker.mode == "offline"
+        for step in range(0, 3001, 10):  # enough rows for the log to span several 32 KiB blocks
+            tracker.log({"train/loss": 1.0 / (step + 1), "train/lr": 0.2}, step=step)
+            if step % 1000 == 0 and step:
+                tracker.log({"val/acc": step / 10_000, "val/loss": 0.5}, step=step)
+        tracker.set_summary({"status": "completed", "best_val_acc": 0.3, "params": 1234})
+
+    key = run_key(cfg)
+    assert tracker.run_dir is not None and tracker.run_dir.parent == tmp_path / "wandb"
+    assert tracker.run_dir.name.startswith("offline-run-") and tracker.run_dir.name.endswith(f"-{key}")
+    assert tracker.sync_command == f"wandb sync {tracker.run_dir}"
+    assert tracker_warnings(caplog) == []
+
+    run = read_run(tracker.run_dir)
+    assert run["run"].run_id == key
+    assert run["run"].display_name == "seg4-relu-res-s0"
+    assert (run["run"].project, run["run"].run_group, run["run"].job_type) == ("xablate", "default", "train")
+    assert {
+        "segments=4", "activation=relu", "residual=true", "seed=0", "model=xception_mini", "data=fashion_mnist",
+    } <= set(run["run"].tags)  # fmt: skip
+    config = run["config"]
+    assert (config["segments"], config["activation"], config["residual"]) == (4, "relu", True)
+    assert config["model"]["name"] == "xception_mini" and config["logger"]["mode"] == "offline"
+    assert "hydra" not in config
+
+    assert (tracker.run_dir / f"run-{key}.wandb").stat().st_size > 2 * BLOCK_LEN
+    steps = [row["_step"] for row in run["history"]]
+    assert steps == list(range(0, 3001, 10))  # one row per step: val merged into train's row, on the same x
+    rows = {row["_step"]: row for row in run["history"]}
+    assert rows[2000]["val/acc"] == pytest.approx(0.2) and rows[2000]["train/loss"] == pytest.approx(1 / 2001)
+    assert [step for step, row in rows.items() if "val/acc" in row] == [1000, 2000, 3000]
+
+    summary = run["summary"]
+    assert (summary["status"], summary["best_val_acc"], summary["params"]) == ("completed", 0.3, 1234)
+    assert summary["train/loss"] == pytest.approx(1 / 3001) and summary["val/acc"] == pytest.approx(0.3)
+    assert summary["_step"] == 3000
+    assert run["exit_code"] == 0
+
+
+def test_disabled_writes_nothing_and_every_method_works(tmp_path: Path) -> None:
+    tracker = Tracker(make_cfg("logger.mode=disabled"), tmp_path)
+    tracker.log({"train/loss": 1.0}, step=0)
+    tracker.set_summary({"status": "completed"})
+    tracker.finish()
+    tracker.finish()
+    assert (tracker.mode, tracker.run_dir, tracker.sync_command) == ("disabled", None, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reopening_the_same_cell_continues_the_same_run_id(cfg: DictConfig, tmp_path: Path) -> None:
+    first = Tracker(cfg, tmp_path)
+    first.log({"train/loss": 1.0}, step=10)
+    first.finish()
+    second = Tracker(cfg, tmp_path)  # the same run key: W&B resumes the run (offline: a second folder, same id)
+    second.log({"train/loss": 0.5}, step=20)
+    second.finish()
+
+    assert first.run_dir is not None and second.run_dir is not None and first.run_dir != second.run_dir
+    logs = [read_run(tracker.run_dir) for tracker in (first, second)]
+    assert [log["run"].run_id for log in logs] == [run_key(cfg)] * 2
+    assert [[row["_step"] for row in log["history"]] for log in logs] == [[10], [20]]
+    assert [log["exit_code"] for log in logs] == [0, 0]
+
+
+@pytest.mark.parametrize("api_key", [FAKE_API_KEY, None], ids=["server-unreachable", "no-api-key"])
+def test_online_without_network_falls_back_to_offline_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, api_key: str | None
+) -> None:
+    if api_key is not None:
+        monkeypatch.setenv("WANDB_API_KEY", api_key)
+    wandb.teardown()  # W&B reads the environment once per process: start afresh with the key (or without)
+    assert wandb.setup().settings.base_url == CLOSED_PORT_URL  # never the real server
+    cfg = make_cfg("logger.mode=online")
+    start = time.perf_counter()
+    try:
+        with Tracker(cfg, tmp_path) as tracker:
+            tracker.log({"train/loss": 1.0}, step=0)
+        elapsed = time.perf_counter() - start
+    finally:
+        wandb.teardown()
+
+    assert elapsed < 15
+    assert tracker.mode == "offline"
+    warnings = tracker_warnings(caplog)
+    assert len(warnings) == 1 and "offline" in warnings[0] and "wandb sync" in warnings[0]
+    assert tracker.run_dir is not None and tracker.run_dir.name.startswith("offline-run-")
+    run = read_run(tracker.run_dir)
+    assert run["run"].run_id == run_key(cfg)
+    assert [row["_step"] for row in run["history"]] == [0]
+    assert run["exit_code"] == 0
+
+
+def test_an_exception_in_the_block_fails_the_run_and_propagates(cfg: DictConfig, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="diverged"), Tracker(cfg, tmp_path) as tracker:
+        tracker.log({"train/loss": 1.0}, step=0)
+        raise RuntimeError("loss diverged")
+    tracker.log({"train/loss": 2.0}, step=1)  # after finish: a no-op
+    tracker.finish()
+
+    assert tracker.run_dir is not None
+    run = read_run(tracker.run_dir)
+    assert run["exit_code"] == 1
+    assert [row["_step"] for row in run["history"]] == [0]
+
+
+def test_a_wandb_error_becomes_one_warning_and_turns_tracking_off(
+    cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = Tracker(cfg, tmp_path)
+    tracker.log({"train/loss": 1.0}, step=0)
+    wandb.teardown()  # finishes every run behind the tracker's back: the next W&B call raises
+    tracker.log({"train/loss": 0.5}, step=1)
+    tracker.log({"train/loss": 0.4}, step=2)
+    tracker.set_summary({"status": "completed"})
+    tracker.finish()
+
+    warnings = tracker_warnings(caplog)
+    assert len(warnings) == 1 and "tracking is off" in warnings[0]
+    assert tracker.run_dir is not None
+    assert [row["_step"] for row in read_run(tracker.run_dir)["history"]] == [0]
+
+
+def test_a_decreasing_step_is_dropped_with_one_warning(
+    cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Tracker(cfg, tmp_path) as tracker:
+        tracker.log({"train/loss": 1.0}, step=100)
+        tracker.log({"val/acc": 0.5}, step=100)
+        tracker.log({"train/loss": 2.0}, step=50)
+        tracker.log({"train/loss": 3.0}, step=60)
+        tracker.log({"train/loss": 0.9}, step=150)
+
+    assert len(tracker_warnings(caplog)) == 1
+    assert tracker.run_dir is not None
+    assert [row["_step"] for row in read_run(tracker.run_dir)["history"]] == [100, 150]
