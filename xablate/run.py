@@ -74,8 +74,7 @@ def dry_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         "params": cost.params,
         "macs": cost.macs,
         "stages": [
-            {"name": s.name, "out_shape": list(s.out_shape), "params": s.params, "macs": s.macs}
-            for s in cost.stages
+            {"name": s.name, "out_shape": list(s.out_shape), "params": s.params, "macs": s.macs} for s in cost.stages
         ],
     }
     previous = read_summary(out)

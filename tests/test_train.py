@@ -1,0 +1,183 @@
+"""Training runs end to end: real data, the files a run leaves, resume, failure, skip and re-run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from xablate.config import register_configs
+from xablate.metrics import COLUMNS
+from xablate.preflight import CONF_DIR
+from xablate.run import run
+from xablate.runs import register_resolvers
+from xablate.schedule import Schedule
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    register_configs()
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def cli(tmp_path: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'runs'}"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted(p.parent for p in (tmp_path / "runs").glob("*/*/.hydra"))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        "data.train_subset=4096", "data.val_subset=1000", "data.batch_size=128", "trainer.epochs=2",
+        "trainer.log_every=8", "model.width=0.5", "logger.mode=disabled", "trainer.threads=1",
+    )  # fmt: skip
+    summary = run(cfg, tmp_path)
+    assert summary["status"] == "completed"
+    assert summary["steps"] == 64
+    assert summary["val_top1"] > 0.5, "10 classes: chance is 0.1"
+    assert summary["best_val_top1"] >= summary["val_top1"]
+    assert summary["train_img_per_s"] > 0 and summary["wall_s"] >= summary["train_s"] > 0
+    for key in ("segments", "activation", "residual", "seed", "params", "macs", "val_loss"):
+        assert key in summary
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+    rows = read_metrics(tmp_path)
+    assert tuple(rows[0]) == COLUMNS
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    assert [int(r["step"]) for r in train] == list(range(8, 65, 8))
+    assert [int(r["step"]) for r in val] == [32, 64]
+    assert float(val[-1]["top1"]) == pytest.approx(summary["val_top1"], abs=1e-6)
+    assert all(float(r["img_per_s"]) > 0 for r in train)
+
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["packages"]["torch"] and prov["git"]["commit"]
+    assert (tmp_path / "checkpoint.pt").stat().st_size > 0
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path) -> None:
+    args = [*TINY, "trainer.epochs=8", "trainer.eval_every=4", "trainer.log_every=2", "data.batch_size=32"]
+    straight = cli(tmp_path / "a", *args)
+    assert straight.returncode == 0, straight.stderr
+    (reference,) = run_dirs(tmp_path / "a")
+
+    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'b' / 'runs'}"]
+    (tmp_path / "b").mkdir()
+    proc = subprocess.Popen(cmd, cwd=tmp_path / "b", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "b" / "runs").glob("*/*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    (resumed_dir,) = run_dirs(tmp_path / "b")
+    interrupted = json.loads((resumed_dir / "summary.json").read_text())
+    assert interrupted["status"] == "interrupted", "the signal came too late to test resuming"
+    assert proc.returncode != 0
+    assert 0 < interrupted["steps"] < interrupted["total_steps"]
+
+    again = cli(tmp_path / "b", *args)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from step" in again.stdout + again.stderr
+    final = json.loads((resumed_dir / "summary.json").read_text())
+    expected = json.loads((reference / "summary.json").read_text())
+    assert final["status"] == "completed"
+    for key in ("steps", "val_top1", "val_top5", "val_loss", "best_val_top1"):
+        assert final[key] == expected[key], key
+
+    def numbers(rows: list[dict[str, str]]) -> list[tuple]:
+        return [(r["step"], r["split"], r["loss"], r["top1"], r["top5"], r["lr"]) for r in rows]
+
+    assert numbers(read_metrics(resumed_dir)) == numbers(read_metrics(reference))
+
+
+def test_non_finite_loss_fails_the_run_and_keeps_its_files(tmp_path: Path) -> None:
+    result = cli(tmp_path, *TINY, "optim.lr=1e30", "optim.warmup_steps=0", "trainer.log_every=1",
+                 "trainer.epochs=2", "trainer.eval_every=1")  # fmt: skip
+    assert result.returncode == 1
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert "loss became" in summary["error"] and ("nan" in summary["error"] or "inf" in summary["error"])
+    rows = read_metrics(run_dir)
+    assert rows and tuple(rows[0]) == COLUMNS
+    assert "failed" in result.stdout + result.stderr
+
+
+def test_completed_run_is_skipped_and_rerun_keeps_the_old_results(tmp_path: Path) -> None:
+    args = [*TINY, "trainer.epochs=1"]
+    assert cli(tmp_path, *args).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    first = (run_dir / "summary.json").read_text()
+
+    second = cli(tmp_path, *args)
+    assert second.returncode == 0
+    assert "already completed" in second.stdout
+    assert (run_dir / "summary.json").read_text() == first
+
+    third = cli(tmp_path, *args, "rerun=true")
+    assert third.returncode == 0, third.stderr
+    (archived,) = (run_dir / "archive").iterdir()
+    assert (archived / "summary.json").read_text() == first
+    assert (archived / "metrics.csv").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+def test_missing_fashion_mnist_is_one_line_naming_the_path_and_the_fixes(tmp_path: Path) -> None:
+    result = cli(tmp_path, "data.root=/nonexistent/fmnist")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "/nonexistent/fmnist" in lines[0]
+    assert "apt-get install dataset-fashion-mnist" in lines[0] and "data.root=" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_schedules_are_pure_functions_of_the_step() -> None:
+    cosine = Schedule("cosine", 0.2, total_steps=110, warmup_steps=10)
+    assert cosine(0) == pytest.approx(0.02)
+    assert cosine(9) == pytest.approx(0.2)
+    assert cosine(10) == pytest.approx(0.2)
+    assert cosine(60) == pytest.approx(0.1)
+    assert cosine(110) == pytest.approx(0.0, abs=1e-12)
+    assert [cosine(s) for s in range(110)] == [cosine(s) for s in range(110)]
+    paper = Schedule("step", 0.045, total_steps=10_000, decay_rate=0.94, decay_every=500)
+    assert paper(499) == pytest.approx(0.045)
+    assert paper(500) == pytest.approx(0.045 * 0.94)
+    assert paper(2600) == pytest.approx(0.045 * 0.94**5)
+    assert Schedule("constant", 0.1, total_steps=5)(4) == 0.1
+    assert all(math.isfinite(cosine(s)) for s in range(200))
+
+
+def test_paper_recipes_compose() -> None:
+    sgd = compose_cfg("optim=paper_sgd")
+    assert (sgd.optim.lr, sgd.optim.momentum, sgd.optim.weight_decay) == (0.045, 0.9, 1e-5)
+    assert (sgd.optim.schedule, sgd.optim.decay_rate, sgd.optim.decay_epochs) == ("step", 0.94, 2)
+    assert sgd.model.drop_rate == 0.5
+    rms = compose_cfg("optim=paper_rmsprop")
+    assert (rms.optim.name, rms.optim.lr, rms.optim.decay_rate, rms.optim.decay_samples) == (
+        "rmsprop", 0.001, 0.9, 3_000_000,
+    )  # fmt: skip
+    assert rms.model.drop_rate == 0.0
