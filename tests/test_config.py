@@ -152,15 +152,16 @@ def test_run_folder_is_name_and_key() -> None:
 
 
 def test_check_command_returns_every_cell() -> None:
-    cells = check_command(["-m", "segments=1,4,depthwise", "seed=0,1", "dry_run=true"])
-    assert len(cells) == 6
+    cells, multirun = check_command(["-m", "segments=1,4,depthwise", "seed=0,1", "dry_run=true"])
+    assert multirun and len(cells) == 6
     got = sorted((str(parse_segments(c.segments)), c.seed) for c in cells)
     assert got == sorted(itertools.product(["1", "4", "depthwise"], [0, 1]))
     assert len({run_key(c) for c in cells}) == 6
 
 
 def test_check_command_single_run() -> None:
-    (cell,) = check_command(["segments=8", "activation=relu", "dry_run=true"])
+    (cell,), multirun = check_command(["segments=8", "activation=relu", "dry_run=true"])
+    assert not multirun
     assert parse_segments(cell.segments) == 8 and cell.activation == "relu"
 
 

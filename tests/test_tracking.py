@@ -10,23 +10,21 @@ folder, so nothing here can reach the internet or read a real API key.
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import wandb
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
-from wandb.proto import wandb_internal_pb2 as pb
 
 from xablate.config import register_configs
 from xablate.runs import register_resolvers, run_key
 from xablate.tracking import Tracker
+
+from .wandb_log import BLOCK_LEN, read_run
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused at once
@@ -64,61 +62,6 @@ def make_cfg(*overrides: str) -> DictConfig:
 @pytest.fixture(scope="module")
 def cfg() -> DictConfig:
     return make_cfg("logger.mode=offline")
-
-
-# Reading an offline run back -------------------------------------------------------------------------------------
-
-BLOCK_LEN = 32 * 1024  # records never straddle a block boundary without being split into FIRST/MIDDLE/LAST
-HEADER = struct.Struct("<IHB")  # crc32, data length, record type
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def records(path: Path) -> Iterator[pb.Record]:
-    data = path.read_bytes()
-    ident, magic, _version = struct.unpack("<4sHB", data[:7])
-    assert (ident, magic) == (b":W&B", 0xBEE1), f"{path} is not a W&B transaction log"
-    pos, pending = 7, b""
-    while pos + HEADER.size <= len(data):
-        if BLOCK_LEN - pos % BLOCK_LEN < HEADER.size:  # a block's tail too short for a header is zero padding
-            pos += BLOCK_LEN - pos % BLOCK_LEN
-            continue
-        _crc, length, kind = HEADER.unpack_from(data, pos)
-        pos += HEADER.size
-        chunk, pos = data[pos : pos + length], pos + length
-        if kind == FULL:
-            yield pb.Record.FromString(chunk)
-        elif kind == FIRST:
-            pending = chunk
-        elif kind == MIDDLE:
-            pending += chunk
-        elif kind == LAST:
-            yield pb.Record.FromString(pending + chunk)
-        else:
-            break  # zero padding at the end of an unfinished block
-
-
-def _key(item: Any) -> str:
-    return "/".join(item.nested_key) if item.nested_key else item.key
-
-
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """The run record, config, history rows, summary and exit code that `wandb sync` would upload."""
-    (log_file,) = run_dir.glob("run-*.wandb")
-    out: dict[str, Any] = {"run": None, "config": {}, "history": [], "summary": {}, "exit_code": None}
-    for record in records(log_file):
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            out["run"] = record.run
-            out["config"].update({_key(i): json.loads(i.value_json) for i in record.run.config.update})
-        elif kind == "config":
-            out["config"].update({_key(i): json.loads(i.value_json) for i in record.config.update})
-        elif kind == "history":
-            out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
-        elif kind == "summary":
-            out["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
-        elif kind == "exit":
-            out["exit_code"] = record.exit.exit_code
-    return out
 
 
 def tracker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import traceback
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 """glibc otherwise returns and re-maps PyTorch's large CPU buffers every step (PERF-NOTES: +10-40%)."""
@@ -22,6 +23,14 @@ def _reexec_with_malloc_env() -> None:
 if __name__ == "__main__":
     _reexec_with_malloc_env()
 
+import warnings  # noqa: E402
+
+# conf/hydra/launcher/*.yaml replace the launcher plugins' configs under the same names, which Hydra
+# validates against the plugins' schemas (wanted) while warning that this matching is deprecated.
+warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema with the same name")
+if "PYTHONWARNINGS" not in os.environ:  # joblib's worker processes repeat it before importing xablate
+    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning:multiprocessing.process"
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
@@ -29,6 +38,7 @@ from .config import register_configs  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .preflight import check_command  # noqa: E402
 from .runs import register_resolvers  # noqa: E402
+from .sweep import announce, finish  # noqa: E402
 
 
 def _fail(err: ConfigError) -> None:
@@ -38,15 +48,29 @@ def _fail(err: ConfigError) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    from .run import run
+    """One job. In a multirun a failing cell records its failure and lets the sweep go on; a signal
+    (Ctrl-C, SIGTERM, a cluster's pre-emption notice) stops the whole command after checkpointing."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .run import record_failure, run
     from .train import exit_code
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = run(cfg)
     except ConfigError as err:
-        _fail(err)
+        if not multirun:
+            _fail(err)
+        summary = record_failure(cfg, f"{err}")
+        print(f"xablate: error: {err}", file=sys.stderr)
+    except Exception:
+        if not multirun:
+            raise
+        traceback.print_exc()
+        return
     code = 0 if summary["status"] == "dry_run" else exit_code(summary)
-    if code:
+    if code and (not multirun or summary["status"] == "interrupted"):
         sys.exit(code)
 
 
@@ -54,10 +78,14 @@ def main() -> None:
     register_configs()
     register_resolvers()
     try:
-        check_command(sys.argv[1:])
+        cells, multirun = check_command(sys.argv[1:])
     except ConfigError as err:
         _fail(err)
+    if multirun:
+        print(announce(cells), flush=True)
     _hydra_main()
+    if multirun and cells:
+        sys.exit(1 if finish(cells) else 0)
 
 
 if __name__ == "__main__":

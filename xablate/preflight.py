@@ -67,22 +67,23 @@ def _sweeper_params(cfg: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in params.items()]
 
 
-def check_command(argv: list[str]) -> list[DictConfig]:
-    """Compose and validate every cell of `python -m xablate ARGV`; return their configs."""
+def check_command(argv: list[str]) -> tuple[list[DictConfig], bool]:
+    """Compose and validate every cell of `python -m xablate ARGV`; return their configs and whether
+    the command is a multirun."""
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
-        return []
+        return [], False
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="xablate"):
         try:
             parsed = OverridesParser.create().parse_overrides(args.overrides)
         except OverrideParseException as err:
             raise ConfigError(_one_line(err)) from None
         base = _compose([o.input_line for o in parsed if not o.is_sweep_override()])
-        multirun = args.multirun or OmegaConf.select(base, "hydra.mode") == "MULTIRUN"
+        multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
         extra = _sweeper_params(base) if multirun else []
         cells = [_compose(cell) for cell in expand_cells([*extra, *args.overrides], multirun)]
     for cell in cells:
         validate(cell)
         if not cell.dry_run:
             check_data(cell.data)
-    return cells
+    return cells, multirun

@@ -85,6 +85,13 @@ def dry_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     return summary
 
 
+def record_failure(cfg: DictConfig, error: str, out: Path | None = None) -> dict[str, Any]:
+    """A `failed` summary for a cell that stopped before training could record anything itself."""
+    summary = {"status": "failed", **axes(cfg), "error": error}
+    write_json_atomic((output_dir(cfg) if out is None else out) / SUMMARY, summary)
+    return summary
+
+
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Dry-run or train the cell `cfg` describes; return its summary (also in `out/summary.json`)."""
     validate(cfg)

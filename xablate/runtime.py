@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -23,6 +24,34 @@ def select_device(name: str) -> torch.device:
         found = ", ".join(k for k, v in available.items() if v)
         raise ConfigError(f"trainer.device={name!r} is not available on this machine; available: {found}")
     return torch.device(name)
+
+
+def launcher_threads() -> int | None:
+    """The intra-op thread share of one job under the sweep's launcher, when it runs jobs side by side:
+    `cpus_per_task` (submitit) or cores // n_jobs (joblib). None for sequential launching."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+
+
+def job_gpu(device: torch.device) -> torch.device:
+    """With several GPUs and jobs running side by side on one machine, job N takes GPU N mod count."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if device.type != "cuda" or device.index is not None or torch.cuda.device_count() < 2:
+        return device
+    if not HydraConfig.initialized() or HydraConfig.get().launcher.get("n_jobs") is None:
+        return device
+    return torch.device("cuda", HydraConfig.get().job.num % torch.cuda.device_count())
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

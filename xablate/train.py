@@ -31,7 +31,7 @@ from .progress import Progress
 from .provenance import provenance
 from .results import SUMMARY, read_summary, write_json_atomic
 from .run import axes, input_shape
-from .runtime import autocast, check_precision, select_device, synchronize, threads
+from .runtime import autocast, check_precision, job_gpu, launcher_threads, select_device, synchronize, threads
 from .schedule import Schedule
 from .tracking import Tracker
 
@@ -94,15 +94,22 @@ def build_schedule(cfg: DictConfig, total_steps: int, steps_per_epoch: int, batc
     return Schedule(cfg.schedule, cfg.lr, total_steps, cfg.warmup_steps, cfg.decay_rate, decay_every)
 
 
-def archive_previous(out: Path) -> Path | None:
-    """Move an earlier attempt's files into `archive/<time>/` so that a forced re-run loses nothing."""
-    entries = [p for p in out.iterdir() if p.name not in (".hydra", "archive") and not p.name.endswith(".log")]
+def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
+    """Move (or with `keep`, copy the record files of) an earlier attempt into `archive/<time>/`, so that
+    a forced re-run or a retry loses nothing."""
+    if keep:
+        entries = [out / name for name in (SUMMARY, METRICS) if (out / name).exists()]
+    else:
+        entries = [p for p in out.iterdir() if p.name not in (".hydra", "archive") and not p.name.endswith(".log")]
     if not entries:
         return None
     dest = out / "archive" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     dest.mkdir(parents=True)
     for entry in entries:
-        shutil.move(str(entry), dest / entry.name)
+        if keep:
+            shutil.copy2(entry, dest / entry.name)
+        else:
+            shutil.move(str(entry), dest / entry.name)
     return dest
 
 
@@ -138,11 +145,14 @@ def train_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         return {**previous, "skipped": True}
     if cfg.rerun and (dest := archive_previous(out)) is not None:
         print(f"{out.name}: earlier results moved to {dest.relative_to(out)}", flush=True)
+    elif previous is not None and previous.get("status") == "failed":
+        dest = archive_previous(out, keep=True)
+        print(f"{out.name}: retrying a failed run (its record is kept in {dest and dest.relative_to(out)})", flush=True)
     check_data(cfg.data)
-    device = select_device(cfg.trainer.device)
+    device = job_gpu(select_device(cfg.trainer.device))
     check_precision(device, str(cfg.trainer.precision))
     write_json_atomic(out / "provenance.json", provenance())
-    with threads(cfg.trainer.threads):
+    with threads(cfg.trainer.threads or launcher_threads()):
         return _train(cfg, out, device)
 
 
@@ -218,10 +228,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
         correct[0].zero_()
         correct[1].zero_()
         if not math.isfinite(state.interval_loss):
-            raise NonFiniteLoss(
-                f"training loss became {state.interval_loss} by step {state.step}; "
-                f"the last checkpoint (step {last_checkpoint}) is intact"
-            )
+            kept = f"the checkpoint of step {last_checkpoint} is intact" if last_checkpoint else "no checkpoint yet"
+            raise NonFiniteLoss(f"training loss became {state.interval_loss} by step {state.step}; {kept}")
 
     stop = StopSignal()
     tracker = Tracker(cfg, out)
@@ -284,7 +292,11 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
                     )
                     tracker.log({f"val/{k}": v for k, v in val.items()}, state.step)
                     eta = state.train_s / max(1, steps_here) * (total - state.step)
-                    progress.evaluation(state.step, epoch_f, train_row, val, state.wall_s, eta)
+                    recent = train_row or {
+                        "loss": state.interval_loss / max(1, state.interval_images),
+                        "img_per_s": state.interval_images / max(state.interval_s, 1e-9),
+                    }
+                    progress.evaluation(state.step, epoch_f, recent, val, state.wall_s, eta)
                     checkpoint()
                     last_checkpoint = state.step
                     segment_start = time.perf_counter()

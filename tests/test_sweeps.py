@@ -1,0 +1,111 @@
+"""Sweeps through the real CLI: Hydra multiruns, W&B offline runs, skipping, failures, studies, launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xablate.layers import parse_segments
+
+from .wandb_log import read_run
+
+TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "trainer.epochs=2", "trainer.log_every=4"]
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m xablate ARGS` with W&B pointed at a closed local port and throw-away config folders."""
+    home = tmp_path / "wandb_home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_BASE_URL="http://127.0.0.1:9", NETRC=str(home / "netrc"))
+    env.update({f"WANDB_{kind}_DIR": str(home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
+    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'runs'}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def summaries(study_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(study_dir.glob("*/summary.json"))}
+
+
+def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo"]
+    first = cli(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    assert "sweep: 3 cells: 3 to run" in first.stdout
+    study = tmp_path / "runs" / "demo"
+    cells = summaries(study)
+    assert sorted(str(s["segments"]) for s in cells.values()) == ["1", "4", "depthwise"]
+    assert {s["status"] for s in cells.values()} == {"completed"}
+
+    for folder, summary in cells.items():
+        (offline,) = (study / folder / "wandb").glob("offline-run-*")
+        run = read_run(offline)
+        assert (run["run"].run_group, run["run"].job_type) == ("demo", "train")
+        assert run["run"].run_id == summary["run_key"]
+        assert run["run"].display_name == summary["name"]
+        assert parse_segments(run["config"]["segments"]) == summary["segments"]
+        assert run["config"]["model"]["name"] == "xception_mini"
+        val_steps = [row["_step"] for row in run["history"] if "val/top1" in row]
+        assert val_steps == [8, 16]
+        last_val = [row["val/top1"] for row in run["history"] if "val/top1" in row][-1]
+        assert last_val == pytest.approx(summary["val_top1"])
+        assert run["summary"]["status"] == "completed"
+        assert run["exit_code"] == 0
+
+    (report,) = (study / "sweeps").glob("*.md")
+    assert all(name in report.read_text() for name in cells)
+    assert "wandb sync" in first.stdout
+
+    before = {p: p.read_bytes() for p in study.glob("*/summary.json")}
+    second = cli(tmp_path, *args)
+    assert second.returncode == 0, second.stderr
+    assert "3 completed earlier (skipped), 0 to run" in second.stdout
+    assert second.stdout.count("already completed") == 3
+    assert {p: p.read_bytes() for p in study.glob("*/summary.json")} == before
+
+
+def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path: Path) -> None:
+    result = cli(tmp_path, "-m", "optim.lr=0.1,1e30,0.05", *TINY, "trainer.threads=1", "logger.mode=disabled")
+    assert result.returncode == 1
+    cells = summaries(tmp_path / "runs" / "default")
+    assert sorted(s["status"] for s in cells.values()) == ["completed", "completed", "failed"]
+    (failed,) = [name for name, s in cells.items() if s["status"] == "failed"]
+    assert f"| {failed} | failed |" in result.stdout and "loss became" in result.stdout
+    assert "1 of 3 cells did not complete" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("study", "axis", "values"),
+    [
+        ("fig9", "residual", {True, False}),
+        ("fig10", "activation", {"none", "elu", "relu"}),
+        ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}),
+    ],
+)
+def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
+    tmp_path: Path, study: str, axis: str, values: set
+) -> None:
+    result = cli(tmp_path, f"experiment={study}", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    cells = summaries(tmp_path / "runs" / study)
+    assert len(cells) == len(values) * 3
+    assert {s[axis] for s in cells.values()} == values
+    assert {s["seed"] for s in cells.values()} == {0, 1, 2}
+    assert {s["status"] for s in cells.values()} == {"dry_run"}
+    for name, summary in cells.items():
+        assert f"| {name} | dry_run | {summary['params']:,} |" in result.stdout
+
+
+def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path) -> None:
+    result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "segments=1,depthwise", *TINY,
+                 "logger.mode=disabled")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Joblib" in result.stdout + result.stderr
+    cells = summaries(tmp_path / "runs" / "default")
+    assert [s["status"] for s in cells.values()] == ["completed", "completed"]
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert {s["threads"] for s in cells.values()} == {expected}

@@ -1,0 +1,102 @@
+"""A sweep as a whole: what its cells' folders already hold before it starts, and a report when it ends.
+
+Every cell has a deterministic folder (see `runs.py`), so the parent process knows where each job will
+write before Hydra launches anything, whatever the launcher, and can read the verdicts afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from .results import read_summary
+from .runs import run_dir_name
+
+DONE = ("completed", "dry_run")
+
+
+def cell_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.out_dir) / cfg.study / run_dir_name(cfg)
+
+
+def announce(cells: list[DictConfig]) -> str:
+    """One line on what running these cells will do, given what their folders hold now."""
+    if cells and cells[0].dry_run:
+        return f"sweep: {len(cells)} cells, dry run"
+    if cells and cells[0].rerun:
+        return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
+    before = Counter((read_summary(cell_dir(c)) or {}).get("status", "new") for c in cells)
+    parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
+    if before["interrupted"] + before["failed"]:
+        parts.append(
+            f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
+        )
+    fresh = len(cells) - sum(before[s] for s in ("completed", "interrupted", "failed"))
+    parts.append(f"{fresh} to run")
+    return f"sweep: {len(cells)} cells: " + ", ".join(parts)
+
+
+def report_rows(cells: list[DictConfig]) -> list[dict[str, Any]]:
+    rows = []
+    for cfg in cells:
+        folder = cell_dir(cfg)
+        summary = read_summary(folder) or {"status": "missing", "error": "no summary.json was written"}
+        rows.append(
+            {
+                "cell": folder.name,
+                "status": summary.get("status"),
+                "params": summary.get("params"),
+                "macs": summary.get("macs"),
+                "val_top1": summary.get("val_top1"),
+                "wall_s": summary.get("wall_s"),
+                "error": summary.get("error", ""),
+                "path": str(folder),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| cell | status | params | MACs | val top-1 | wall time | error |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        params = "" if row["params"] is None else f"{row['params']:,}"
+        macs = "" if row["macs"] is None else f"{row['macs'] / 1e6:,.1f} M"
+        top1 = "" if row["val_top1"] is None else f"{row['val_top1']:.2%}"
+        wall = "" if row["wall_s"] is None else f"{row['wall_s']:.0f} s"
+        error = str(row["error"]).replace("|", "/")
+        lines.append(f"| {row['cell']} | {row['status']} | {params} | {macs} | {top1} | {wall} | {error} |")
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
+    """`<sweep dir>/sweeps/<time>.md` and `.csv`: a new pair per sweep, earlier reports kept."""
+    folder = sweep_dir / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stem.with_suffix(".md").write_text(format_table(rows) + "\n")
+    with stem.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return stem.with_suffix(".md")
+
+
+def finish(cells: list[DictConfig]) -> int:
+    """Print and write the report of a finished sweep; return the number of cells that did not succeed."""
+    rows = report_rows(cells)
+    sweep_dirs = sorted({cell_dir(c).parent for c in cells})
+    print("\n" + format_table(rows), flush=True)
+    for sweep_dir in sweep_dirs:
+        path = write_report([r for r in rows if Path(r["path"]).parent == sweep_dir], sweep_dir)
+        print(f"report: {path}", flush=True)
+        if any((sweep_dir / r["cell"] / "wandb").is_dir() for r in rows) and cells[0].logger.mode != "disabled":
+            print(f"W&B (offline): wandb sync {sweep_dir}/*/wandb/offline-run-*", flush=True)
+    bad = [r for r in rows if r["status"] not in DONE]
+    if bad:
+        print(f"sweep: {len(bad)} of {len(rows)} cells did not complete", flush=True)
+    return len(bad)
