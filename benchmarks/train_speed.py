@@ -35,11 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN_IMAGES = 60_000
 
 
-def bare_loop(segments: object, *, steps: int, batch: int, channels_last: bool, warmup: int = 5) -> float:
+def bare_loop(
+    segments: object, *, steps: int, batch: int, channels_last: bool, compile: bool = False, warmup: int = 5
+) -> float:
     """Images/s of forward + backward + SGD step, nothing else; median over `steps` timed steps."""
     model = create_model("xception_mini", num_classes=10, in_chans=1, segments=parse_segments(segments))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=fmt)
+    step_model = torch.compile(model) if compile else model
     x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -48,7 +51,7 @@ def bare_loop(segments: object, *, steps: int, batch: int, channels_last: bool, 
     for i in range(warmup + steps):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        loss_fn(step_model(x), y).backward()
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - start)
@@ -89,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--segments", nargs="+", default=["1", "4", "16", "depthwise"])
     parser.add_argument("--no-harness", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 60 s to compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     malloc = "set" if "MALLOC_MMAP_THRESHOLD_" in os.environ else "unset"
@@ -108,6 +112,10 @@ def main() -> None:
             else:
                 cells += ["", ""]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+    if args.compile:
+        for segments in ("depthwise", "1"):
+            compiled = bare_loop(segments, steps=args.steps, batch=args.batch, channels_last=True, compile=True)
+            print(f"| {segments} | true, torch.compile | {compiled:,.0f} | {TRAIN_IMAGES / compiled / 60:.1f} | | |")
     step_s = args.batch / bare_loop("depthwise", steps=args.steps, batch=args.batch, channels_last=True)
     print(
         f"\nData handling (augmented Fashion-MNIST batch of {args.batch}): "

@@ -78,6 +78,7 @@ class TrainerConfig:
     compile: bool = False
     threads: int | None = None
     progress: bool | None = None
+    sync_bn: bool = False
 
 
 @dataclass

@@ -13,14 +13,15 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, name: str, total_steps: int, interactive: bool | None = None) -> None:
+    def __init__(self, name: str, total_steps: int, interactive: bool | None = None, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.name = name
         self.total = total_steps
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._last_draw = 0.0
 
     def step(self, step: int, img_per_s: float, train_s: float, steps_done_here: int) -> None:
-        if not self.interactive or time.monotonic() - self._last_draw < 0.5:
+        if not self.enabled or not self.interactive or time.monotonic() - self._last_draw < 0.5:
             return
         self._last_draw = time.monotonic()
         eta = train_s / max(1, steps_done_here) * (self.total - step)
@@ -31,6 +32,8 @@ class Progress:
         sys.stderr.flush()
 
     def evaluation(self, step: int, epoch: float, train: dict, val: dict, wall_s: float, eta_s: float) -> None:
+        if not self.enabled:
+            return
         if self.interactive:
             sys.stderr.write("\r" + " " * 100 + "\r")
         line = (
@@ -42,6 +45,8 @@ class Progress:
         print(line, flush=True)
 
     def message(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.interactive:
             sys.stderr.write("\r" + " " * 100 + "\r")
         print(f"{self.name} {text}", flush=True)

@@ -8,6 +8,7 @@ time measured with synchronised clocks around training only, so `train_img_per_s
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 import time
@@ -21,10 +22,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from . import distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
 from .config import model_kwargs
 from .costs import profile
 from .data import build_loaders, check_data
+from .distributed import SINGLE, World, world_from_env
 from .metrics import METRICS, MetricsLog, topk_correct
 from .models import create_model
 from .progress import Progress
@@ -58,12 +61,19 @@ class TrainState:
 
 
 class StopSignal:
-    """SIGTERM or a first Ctrl-C asks the loop to stop after the current step (a second Ctrl-C aborts)."""
+    """Asks the loop to stop after the current step, which then checkpoints: on SIGTERM, a first Ctrl-C
+    (a second aborts), and a cluster's pre-emption notice (submitit's SIGUSR2, or $SUBMITIT_PREEMPT_SIGNAL)
+    when a handler for it is installed. `handoff` later passes that notice on to the handler it displaced
+    (submitit's, which requeues the job), once the checkpoint is safe."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
-        self._previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        for sig in self._previous:
+        signals = [signal.SIGTERM, signal.SIGINT]
+        preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+        if preempt is not None and callable(signal.getsignal(preempt)):
+            signals.append(preempt)
+        self._previous = {sig: signal.getsignal(sig) for sig in signals}
+        for sig in signals:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
@@ -74,6 +84,14 @@ class StopSignal:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+    def handoff(self) -> None:
+        """Deliver a pre-emption notice to the handler it displaced (submitit's: requeue, then exit)."""
+        if self.requested is None:
+            return
+        sig = signal.Signals[self.requested]
+        if sig not in (signal.SIGTERM, signal.SIGINT) and callable(self._previous.get(sig)):
+            signal.raise_signal(sig)
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -114,7 +132,10 @@ def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: Any, device: torch.device, precision: str, world: World = SINGLE
+) -> dict[str, float]:
+    """Loss and top-1/top-5 accuracy over the whole validation set (each rank its shard, then summed)."""
     model.eval()
     loss = torch.zeros((), device=device)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
@@ -129,7 +150,10 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, precision: str
         correct5 += c5
         count += y.shape[0]
     model.train()
-    return {"loss": loss.item() / count, "top1": correct1.item() / count, "top5": correct5.item() / count}
+    total = torch.tensor(float(count), device=device)
+    loss, correct1, correct5, total = distributed.all_sum(world, loss, correct1, correct5, total)
+    n = total.item()
+    return {"loss": loss.item() / n, "top1": correct1.item() / n, "top5": correct5.item() / n}
 
 
 def train_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
@@ -143,28 +167,38 @@ def train_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
             flush=True,
         )
         return {**previous, "skipped": True}
-    if cfg.rerun and (dest := archive_previous(out)) is not None:
-        print(f"{out.name}: earlier results moved to {dest.relative_to(out)}", flush=True)
-    elif previous is not None and previous.get("status") == "failed":
-        dest = archive_previous(out, keep=True)
-        print(f"{out.name}: retrying a failed run (its record is kept in {dest and dest.relative_to(out)})", flush=True)
+    world = world_from_env()
     check_data(cfg.data)
-    device = job_gpu(select_device(cfg.trainer.device))
+    device = distributed.init(world, job_gpu(select_device(cfg.trainer.device)))
     check_precision(device, str(cfg.trainer.precision))
-    write_json_atomic(out / "provenance.json", provenance())
-    with threads(cfg.trainer.threads or launcher_threads()):
-        return _train(cfg, out, device)
+    if world.is_main:
+        if cfg.rerun and (dest := archive_previous(out)) is not None:
+            print(f"{out.name}: earlier results moved to {dest.relative_to(out)}", flush=True)
+        elif previous is not None and previous.get("status") == "failed":
+            dest = archive_previous(out, keep=True)
+            print(f"{out.name}: retrying a failed run (its record is kept in {dest and dest.relative_to(out)})")
+        write_json_atomic(out / "provenance.json", provenance())
+    distributed.barrier(world)
+    try:
+        with threads(cfg.trainer.threads or launcher_threads()):
+            return _train(cfg, out, device, world)
+    finally:
+        distributed.shutdown(world)
 
 
-def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
+def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> dict[str, Any]:
     precision = str(cfg.trainer.precision)
     torch.manual_seed(cfg.seed)
     kwargs = model_kwargs(cfg)
     model = create_model(kwargs.pop("name"), **kwargs)
     cost = profile(model, input_shape(cfg))
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+    if world.distributed and cfg.trainer.sync_bn:
+        model = distributed.convert_sync_bn(model, device)
     model.to(device=device, memory_format=memory_format)
-    train_loader, val_loader = build_loaders(cfg.data, seed=cfg.seed, device=device)
+    train_loader, val_loader = build_loaders(
+        cfg.data, seed=cfg.seed, device=device, rank=world.rank, world_size=world.size
+    )
     steps_per_epoch = len(train_loader)
     total = math.ceil(cfg.trainer.epochs * steps_per_epoch)
     if cfg.trainer.max_steps is not None:
@@ -175,7 +209,13 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
     schedule = build_schedule(cfg.optim, total, steps_per_epoch, cfg.data.batch_size)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    step_model = torch.compile(model) if cfg.trainer.compile else model
+    step_model: nn.Module = model
+    if world.distributed:
+        step_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.trainer.compile:
+        step_model = torch.compile(step_model)
 
     state = TrainState()
     ckpt = load_checkpoint(out / CHECKPOINT, device)
@@ -185,12 +225,15 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
         scaler.load_state_dict(ckpt["scaler"])
         state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
-    metrics = MetricsLog(out / METRICS, resume_step=state.step if ckpt is not None else None)
-    progress = Progress(axes(cfg)["name"], total, cfg.trainer.progress)
+    resume_step = state.step if ckpt is not None else None
+    metrics = MetricsLog(out / METRICS, resume_step) if world.is_main else None
+    progress = Progress(axes(cfg)["name"], total, cfg.trainer.progress, enabled=world.is_main)
     if ckpt is not None:
         progress.message(f"resuming from step {state.step}/{total}")
 
     def checkpoint() -> None:
+        if not world.is_main:
+            return
         save_checkpoint(
             out / CHECKPOINT,
             {
@@ -214,16 +257,18 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
         """Move the device-side accumulators and the elapsed training time into `state` (one sync)."""
         nonlocal pending_images, segment_start
         synchronize(device)
+        images = torch.tensor(float(pending_images), device=device)
+        summed_loss, correct1, correct5, images = distributed.all_sum(world, loss_sum, *correct, images)
         now = time.perf_counter()
         state.train_s += now - segment_start
         state.interval_s += now - segment_start
         segment_start = now
-        state.train_images += pending_images
-        state.interval_images += pending_images
+        state.train_images += int(images.item())
+        state.interval_images += int(images.item())
         pending_images = 0
-        state.interval_loss += loss_sum.item()
-        state.interval_correct1 += int(correct[0].item())
-        state.interval_correct5 += int(correct[1].item())
+        state.interval_loss += summed_loss.item()
+        state.interval_correct1 += int(correct1.item())
+        state.interval_correct5 += int(correct5.item())
         loss_sum.zero_()
         correct[0].zero_()
         correct[1].zero_()
@@ -231,11 +276,20 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
             kept = f"the checkpoint of step {last_checkpoint} is intact" if last_checkpoint else "no checkpoint yet"
             raise NonFiniteLoss(f"training loss became {state.interval_loss} by step {state.step}; {kept}")
 
+    def write_row(row: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(row)
+
+    def log_wandb(values: dict[str, float], step: int) -> None:
+        if tracker is not None:
+            tracker.log(values, step)
+
     stop = StopSignal()
-    tracker = Tracker(cfg, out)
+    tracker = Tracker(cfg, out) if world.is_main else None
+    stopping = False
     try:
         segment_start = time.perf_counter()
-        while state.step < total and not stop.requested:
+        while state.step < total and not stopping:
             epoch, start = divmod(state.step, steps_per_epoch)
             for x, y in train_loader.batches(epoch, start):
                 lr = schedule(state.step)
@@ -268,7 +322,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
                         "top5": state.interval_correct5 / n,
                         "img_per_s": n / state.interval_s,
                     }
-                    metrics.write(
+                    write_row(
                         {
                             "step": state.step,
                             "epoch": state.step / steps_per_epoch,
@@ -278,19 +332,19 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
                             **train_row,
                         }
                     )
-                    tracker.log({f"train/{k}": v for k, v in train_row.items()} | {"train/lr": lr}, state.step)
+                    log_wandb({f"train/{k}": v for k, v in train_row.items()} | {"train/lr": lr}, state.step)
                     state.interval_loss, state.interval_s, state.interval_images = 0.0, 0.0, 0
                     state.interval_correct1 = state.interval_correct5 = 0
                 if at_eval:
-                    val = evaluate(model, val_loader, device, precision)
+                    val = evaluate(model, val_loader, device, precision, world)
                     state.best_val_top1 = max(state.best_val_top1, val["top1"])
                     state.last_val = val
                     state.wall_s = time.perf_counter() - started
                     epoch_f = state.step / steps_per_epoch
-                    metrics.write(
+                    write_row(
                         {"step": state.step, "epoch": epoch_f, "split": "val", "lr": lr, "wall_s": state.wall_s, **val}
                     )
-                    tracker.log({f"val/{k}": v for k, v in val.items()}, state.step)
+                    log_wandb({f"val/{k}": v for k, v in val.items()}, state.step)
                     eta = state.train_s / max(1, steps_here) * (total - state.step)
                     recent = train_row or {
                         "loss": state.interval_loss / max(1, state.interval_images),
@@ -302,13 +356,15 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
                     segment_start = time.perf_counter()
                 else:
                     progress.step(state.step, state.train_images / max(state.train_s, 1e-9), state.train_s, steps_here)
-                if stop.requested or state.step >= total:
+                stopping = distributed.any_rank(world, stop.requested is not None, device)
+                if stopping or state.step >= total:
                     break
-        if stop.requested and state.step < total:
+        if stopping and state.step < total:
             status = "interrupted"
             flush()
             state.wall_s = time.perf_counter() - started
             checkpoint()
+            stop.requested = stop.requested or "SIGTERM"
             progress.message(f"stopped by {stop.requested} at step {state.step}; checkpoint saved, run again to resume")
     except NonFiniteLoss as err:
         status, error = "failed", str(err)
@@ -319,17 +375,27 @@ def _train(cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Any]:
     finally:
         stop.restore()
         state.wall_s = time.perf_counter() - started
-        summary = _summary(cfg, status, error, state, cost, total, device)
+        summary = _summary(cfg, status, error, state, cost, total, device, world)
         if stop.requested:
             summary["stopped_by"] = stop.requested
-        write_json_atomic(out / SUMMARY, summary)
-        tracker.set_summary(summary)
-        tracker.finish(0 if status == "completed" else 1)
+        if world.is_main:
+            write_json_atomic(out / SUMMARY, summary)
+        if tracker is not None:
+            tracker.set_summary(summary)
+            tracker.finish(0 if status == "completed" else 1)
+    stop.handoff()
     return summary
 
 
 def _summary(
-    cfg: DictConfig, status: str, error: str | None, state: TrainState, cost: Any, total: int, device: torch.device
+    cfg: DictConfig,
+    status: str,
+    error: str | None,
+    state: TrainState,
+    cost: Any,
+    total: int,
+    device: torch.device,
+    world: World,
 ) -> dict[str, Any]:
     val = state.last_val or {}
     summary: dict[str, Any] = {
@@ -348,6 +414,7 @@ def _summary(
         "wall_s": state.wall_s,
         "device": device.type,
         "threads": torch.get_num_threads(),
+        "world_size": world.size,
         "precision": str(cfg.trainer.precision),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
