@@ -1,0 +1,7 @@
+"""Figures 9 and 10 of the Xception paper, the project's Figure 11 (the segments spectrum) and summary tables,
+from xablate's run folders or W&B runs: `python -m analysis PATH...`.
+
+Modules: `load` (runs into frames), `stats` (t-intervals), `plan` (which figures the runs support),
+`figures`, `tables`, `publish` (the W&B analysis run), `report` (the output folder). Nothing is imported here,
+so `import analysis` stays cheap.
+"""

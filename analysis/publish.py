@@ -1,0 +1,143 @@
+"""The analysis as a W&B run: Figures 9-11 and the summary table, in the study's group, job type `analysis`.
+
+Offline by default, inside the analysis' output folder (`<out>/wandb/offline-run-*`, uploaded later with
+`wandb sync`); `online` falls back to offline with one warning when there is no API key or no server. The
+settings are those of xablate/tracking.py (quiet, no console capture, no system metrics, no code or git
+probing), repeated here so that the analysis does not import torch. The files on disk are the result: any W&B
+failure is one warning, never a failed analysis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .axes import AXES, text
+
+MODES: tuple[str, ...] = ("offline", "online", "disabled")
+ONLINE_INIT_TIMEOUT_S = 10.0
+ONLINE_FINISH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Published:
+    mode: str  # where the run went: offline, online or disabled (also when W&B failed)
+    run_dir: Path | None = None
+    warning: str | None = None
+
+    @property
+    def sync_command(self) -> str | None:
+        return f"wandb sync {self.run_dir}" if self.mode == "offline" and self.run_dir else None
+
+
+def settings(wandb_module: Any, mode: str) -> Any:
+    """xablate.tracking's quiet, cheap settings for `mode`."""
+    values: dict[str, Any] = dict(
+        mode=mode,
+        silent=True,
+        console="off",
+        x_disable_stats=True,
+        save_code=False,
+        disable_code=True,
+        disable_git=True,
+        x_save_requirements=False,
+        reinit="finish_previous",
+    )
+    if mode == "online":
+        values["init_timeout"] = ONLINE_INIT_TIMEOUT_S
+        values["finish_timeout"] = ONLINE_FINISH_TIMEOUT_S
+    return wandb_module.Settings(**values)
+
+
+def _reason(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _teardown(wandb_module: Any) -> None:
+    with contextlib.suppress(Exception, SystemExit):  # W&B exits when its service failed: never end the analysis
+        wandb_module.teardown()
+
+
+def wandb_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with one type per column (W&B tables reject `4` and `"depthwise"` in one column)."""
+    out = table.copy()
+    for column in (*AXES, "baseline", "seeds"):
+        if column in out:
+            out[column] = out[column].map(text).astype(str)
+    for column in ("params", "macs"):
+        if column in out:
+            out[column] = out[column].astype("float64")
+    return out
+
+
+def publish(
+    out: Path,
+    figures: Mapping[str, Path],
+    attachments: Sequence[Path],
+    table: pd.DataFrame,
+    *,
+    mode: str,
+    project: str,
+    entity: str | None,
+    group: str,
+    config: Mapping[str, Any],
+) -> Published:
+    """Log `figures` (name -> PNG) as images, `table` as a W&B table, and copy `attachments` (PDFs, tables)
+    into the run's files, in one W&B run of job type `analysis` under `out/wandb/`."""
+    if mode == "disabled":
+        return Published("disabled")
+    warning = None
+    try:
+        import wandb
+
+        kwargs: dict[str, Any] = dict(
+            project=project,
+            entity=entity,
+            group=group,
+            job_type="analysis",
+            name=f"analysis-{group}",
+            config=dict(config),
+            tags=["analysis"],
+            dir=str(out),
+        )
+        run = None
+        if mode == "online":
+            from .load import has_wandb_credentials
+
+            try:
+                if has_wandb_credentials():
+                    run = wandb.init(settings=settings(wandb, "online"), **kwargs)
+                else:
+                    warning = "W&B online: no API key (run `wandb login` or set WANDB_API_KEY); logged offline"
+            except Exception as error:
+                _teardown(wandb)
+                warning = f"W&B online failed ({_reason(error)}); logged offline"
+        if run is None:
+            run = wandb.init(settings=settings(wandb, "offline"), **kwargs)
+        run_dir = Path(run.settings.sync_dir)
+        final_mode = "offline" if run.offline else "online"
+        try:
+            logged: dict[str, Any] = {name: wandb.Image(str(png), caption=name) for name, png in figures.items()}
+            logged["summary_table"] = wandb.Table(dataframe=wandb_table(table))
+            run.log(logged)
+            files = Path(run.dir)
+            for path in attachments:
+                shutil.copy2(path, files / path.name)
+                run.save(str(files / path.name), base_path=str(files), policy="end")
+            run.summary.update({"n_runs": int(config.get("n_runs", 0)), "n_cells": len(table)})
+            run.finish(exit_code=0)
+        except Exception:
+            run.finish(exit_code=1)
+            raise
+        finally:
+            _teardown(wandb)
+        return Published(final_mode, run_dir, warning)
+    except Exception as error:
+        return Published("disabled", None, f"W&B logging failed ({_reason(error)}); the files in {out} are complete")

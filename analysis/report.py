@@ -1,0 +1,178 @@
+"""One analysis, from loaded runs to the files in its output folder: frames, tables, Figures 9-11, W&B.
+
+The output folder holds only derived files, regenerated on every run of the analysis. A manifest,
+`analysis.json`, lists them: a folder without one is never written into (it may hold a user's files), and a
+file that an earlier analysis wrote but this one does not (a figure the new selection cannot draw) is removed,
+so the folder never shows stale results. Nothing the manifest does not list is ever deleted or replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .axes import text
+from .figures import draw, save
+from .load import Runs
+from .plan import describe, plan_figures
+from .publish import Published, publish
+from .tables import cell_table, write_tables
+
+MANIFEST = "analysis.json"
+
+
+class OutputError(ValueError):
+    """The output folder cannot be used (one line for the user)."""
+
+
+def _is_output(folder: Path) -> bool:
+    """An earlier analysis' output: it has a manifest, or holds only such folders (one per `--where`)."""
+    if (folder / MANIFEST).is_file():
+        return True
+    entries = list(folder.iterdir())
+    return bool(entries) and all(e.is_dir() and _is_output(e) for e in entries)
+
+
+def check_out(out: Path) -> None:
+    """Refuse a folder that exists and holds anything but an earlier analysis' output."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; allowed: a new folder, an empty one, or an earlier analysis output")
+    if out.is_dir() and any(out.iterdir()) and not _is_output(out):
+        raise OutputError(
+            f"--out {out} holds files that analysis did not write (no {MANIFEST}); "
+            "allowed: a new folder, an empty one, or an earlier analysis output"
+        )
+
+
+class Output:
+    """The files of one analysis in `out`, each written to a temporary file and renamed into place."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.files: list[Path] = []
+        out.mkdir(parents=True, exist_ok=True)
+
+    def write_text(self, path: Path, content: str) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(content)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self.add([path])
+
+    def add(self, paths: Sequence[Path]) -> None:
+        self.files += [p for p in paths if p not in self.files]
+
+    def finish(self, details: Mapping[str, Any]) -> list[Path]:
+        """Remove what the previous manifest listed and this analysis did not write; write the manifest."""
+        manifest = self.out / MANIFEST
+        removed = []
+        try:
+            previous = json.loads(manifest.read_text()).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            previous = []
+        current = {p.name for p in self.files}
+        for name in previous:
+            path = self.out / str(name)
+            if str(name) not in current and path.parent == self.out and path.is_file():
+                path.unlink()
+                removed.append(path)
+        record = {
+            "written_by": "python -m analysis",
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **details,
+            "files": sorted(current),
+        }
+        self.write_text(manifest, json.dumps(record, indent=2, default=str) + "\n")
+        return removed
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+    tables: list[Path] = field(default_factory=list)
+    published: Published | None = None
+
+
+def title(runs: Runs, selection: Mapping[str, Sequence[Any]]) -> str:
+    studies = sorted(set(runs.runs["study"].astype(str)))
+    head = "Summary: study " + ", ".join(studies)
+    if selection:
+        head += " (" + ", ".join(f"{a}={'|'.join(text(v) for v in vs)}" for a, vs in selection.items()) + ")"
+    return head
+
+
+def run_analysis(
+    data: Runs,
+    out: Path,
+    *,
+    selection: Mapping[str, Sequence[Any]],
+    sources: Sequence[str],
+    wandb_mode: str,
+    project: str | None = None,
+    entity: str | None = None,
+    group: str | None = None,
+) -> Report:
+    """Write frames, tables and figures for `data` (already selected) into `out` and log them to W&B."""
+    report = Report()
+    output = Output(out)
+    runs, curves = data.runs, data.curves
+    for name, frame in (("runs.csv", runs), ("curves.csv", curves)):
+        frame = frame.copy()
+        for column in ("segments", "residual", "mid_norm"):
+            frame[column] = frame[column].map(text)
+        output.write_text(out / name, frame.to_csv(index=False, na_rep=""))
+    table = cell_table(runs, curves)
+    heading = title(data, selection)
+    report.tables = write_tables(table, runs, out, heading, output.write_text)
+    plans = plan_figures(runs)
+    report.lines += describe(plans, runs)
+    for plan in plans:
+        if plan.drawable:
+            report.figures[plan.name] = save(draw(plan, runs, curves), out, plan.name)
+            output.add(report.figures[plan.name])
+    studies = sorted(set(runs["study"].astype(str)))
+    group = group or ",".join(studies)
+    projects = sorted({str(p) for p in runs["project"] if isinstance(p, str) and p})
+    entities = sorted({str(e) for e in runs["entity"] if isinstance(e, str) and e})
+    details = {
+        "sources": list(sources),
+        "where": {a: [text(v) for v in vs] for a, vs in selection.items()},
+        "n_runs": len(runs),
+        "n_cells": len(table),
+        "left_out": [{"path": p.path, "reason": p.reason} for p in data.problems],
+    }
+    removed = output.finish(details)
+    project = project or (projects[0] if len(projects) == 1 else "xablate")
+    entity = entity or (entities[0] if len(entities) == 1 else None)
+    pngs = {name: paths[0] for name, paths in report.figures.items()}
+    attachments = [p for paths in report.figures.values() for p in paths if p.suffix == ".pdf"] + report.tables
+    report.published = publish(
+        out,
+        pngs,
+        attachments,
+        table,
+        mode=wandb_mode,
+        project=project,
+        entity=entity,
+        group=group,
+        config={**details, "studies": studies},
+    )
+    names = ", ".join(p.name for p in output.files)
+    report.lines.append(f"wrote {out}: {names}")
+    if removed:
+        report.lines.append("removed stale outputs of an earlier analysis: " + ", ".join(p.name for p in removed))
+    published = report.published
+    if published.mode == "offline" and published.sync_command:
+        report.lines.append(f"W&B: analysis run saved offline; upload with `{published.sync_command}`")
+    elif published.mode == "online":
+        report.lines.append(f"W&B: analysis run logged online to {project}, group {group}")
+    return report
