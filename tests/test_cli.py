@@ -36,7 +36,7 @@ def xablate(*args: str, cwd: Path, fast_start: bool = True) -> subprocess.Comple
 
 
 def run_dirs(out_dir: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted((out_dir / "default").iterdir()) if p.is_dir()}
+    return {p.parent.name: p.parent for p in sorted((out_dir / "default").glob("*/.hydra"))}
 
 
 def summaries(out_dir: Path) -> dict[str, dict]:
