@@ -386,18 +386,12 @@ def history_rows(history: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def has_wandb_credentials() -> bool:
-    """Whether W&B finds an API key without prompting or touching the network (as xablate.tracking does)."""
+    """Whether W&B finds an API key without prompting or touching the network."""
     import wandb
 
-    try:
-        from wandb.sdk.lib import wbauth
+    from xablate.tracking import has_credentials
 
-        settings = wandb.setup().settings
-        host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
-        found = wbauth.authenticate_session(host=host, source="xablate", prompt=False, update_session=False)
-    except (ImportError, AttributeError, TypeError):
-        return True
-    return found is not None
+    return has_credentials(wandb)
 
 
 def wandb_runs(path: str, group: str | None, timeout_s: float = 20.0) -> Iterator[Any]:

@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from xablate.tracking import wandb_settings
+
 from .axes import AXES, text
 
 MODES: tuple[str, ...] = ("offline", "online", "disabled")
-ONLINE_INIT_TIMEOUT_S = 10.0
-ONLINE_FINISH_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,25 +34,6 @@ class Published:
     @property
     def sync_command(self) -> str | None:
         return f"wandb sync {self.run_dir}" if self.mode == "offline" and self.run_dir else None
-
-
-def settings(wandb_module: Any, mode: str) -> Any:
-    """xablate.tracking's quiet, cheap settings for `mode`."""
-    values: dict[str, Any] = dict(
-        mode=mode,
-        silent=True,
-        console="off",
-        x_disable_stats=True,
-        save_code=False,
-        disable_code=True,
-        disable_git=True,
-        x_save_requirements=False,
-        reinit="finish_previous",
-    )
-    if mode == "online":
-        values["init_timeout"] = ONLINE_INIT_TIMEOUT_S
-        values["finish_timeout"] = ONLINE_FINISH_TIMEOUT_S
-    return wandb_module.Settings(**values)
 
 
 def _reason(error: BaseException) -> str:
@@ -113,14 +94,14 @@ def publish(
 
             try:
                 if has_wandb_credentials():
-                    run = wandb.init(settings=settings(wandb, "online"), **kwargs)
+                    run = wandb.init(settings=wandb_settings(wandb, "online"), **kwargs)
                 else:
                     warning = "W&B online: no API key (run `wandb login` or set WANDB_API_KEY); logged offline"
             except Exception as error:
                 _teardown(wandb)
                 warning = f"W&B online failed ({_reason(error)}); logged offline"
         if run is None:
-            run = wandb.init(settings=settings(wandb, "offline"), **kwargs)
+            run = wandb.init(settings=wandb_settings(wandb, "offline"), **kwargs)
         run_dir = Path(run.settings.sync_dir)
         final_mode = "offline" if run.offline else "online"
         try:
