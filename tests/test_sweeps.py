@@ -49,6 +49,8 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         assert run["run"].display_name == summary["name"]
         assert parse_segments(run["config"]["segments"]) == summary["segments"]
         assert run["config"]["model"]["name"] == "xception_mini"
+        assert run["metrics"]["train/*"] == run["metrics"]["val/*"] == "trainer/step"
+        assert all(row["trainer/step"] == row["_step"] for row in run["history"])
         val_steps = [row["_step"] for row in run["history"] if "val/top1" in row]
         assert val_steps == [8, 16]
         last_val = [row["val/top1"] for row in run["history"] if "val/top1" in row][-1]

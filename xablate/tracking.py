@@ -83,6 +83,15 @@ def wandb_settings(wandb_module: Any, mode: str) -> wandb.Settings:
     return wandb_module.Settings(**settings)
 
 
+STEP_METRIC = "trainer/step"
+
+
+def _define_step_metric(run: Any) -> None:
+    run.define_metric(STEP_METRIC)
+    for pattern in ("train/*", "val/*"):
+        run.define_metric(pattern, step_metric=STEP_METRIC)
+
+
 def has_credentials(wandb_module: Any) -> bool:
     """Whether W&B finds an API key (environment, netrc, settings file) without prompting or the network.
 
@@ -126,11 +135,11 @@ class Tracker:
     offline, W&B ignores `resume`: each attempt writes its own folder under the same id, and `wandb sync` given
     them all uploads them in start order); its group is the study and its tags are the axes.
 
-    The x-axis is the number of gradient steps, passed as W&B's own step (`run.log(metrics, step=step)`), rather
-    than a custom step metric with `define_metric`: every chart then plots against gradient steps with no
-    per-metric setup, and `val/*` values logged at an evaluation step share the history row, and the x position,
-    of the `train/*` values logged at that step. W&B needs that step never to decrease; a step below the last
-    one (or below the resumed run's last step) is dropped with one warning.
+    The x-axis is the number of gradient steps, twice over: it is W&B's own step (`run.log(metrics, step=step)`),
+    so `val/*` values logged at an evaluation step share the history row of the `train/*` values of that step,
+    and it is logged as `trainer/step`, which `define_metric` declares the step metric of `train/*` and `val/*`,
+    so the dashboard's charts use it as their x-axis by default. W&B needs that step never to decrease; a step
+    below the last one (or below the resumed run's last step) is dropped with one warning.
 
     Usable as a context manager; leaving the block through an exception finishes the run with exit code 1, so it
     shows as failed, and the exception propagates.
@@ -171,6 +180,7 @@ class Tracker:
             self._run = None
             return
         run = self._run
+        self._call("define_metric", _define_step_metric)
         self._mode = "disabled" if run.disabled else "offline" if run.offline else "online"
         self._run_dir = Path(run.settings.sync_dir)
         self._min_step = run.starting_step
@@ -224,7 +234,7 @@ class Tracker:
                 self._warned_step = True
             return
         self._min_step = step
-        self._call("log", lambda run: run.log(dict(metrics), step=int(step)))
+        self._call("log", lambda run: run.log({STEP_METRIC: int(step), **metrics}, step=int(step)))
 
     def set_summary(self, summary: dict[str, Any]) -> None:
         """Copy `summary.json`'s values into the run's summary (the values the W&B runs table shows)."""
