@@ -34,7 +34,7 @@ class MetricsLog:
                 writer.writeheader()
                 writer.writerows(rows)
             os.replace(tmp, path)
-        elif not path.exists() or resume_step is None:
+        else:
             with path.open("w", newline="") as fh:
                 csv.DictWriter(fh, COLUMNS).writeheader()
 

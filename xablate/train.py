@@ -251,7 +251,6 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
     train_row: dict[str, Any] = {}
     loss_sum = torch.zeros((), device=device)
     correct = [torch.zeros((), device=device, dtype=torch.long) for _ in range(2)]
-    segment_start = time.perf_counter()
 
     def flush() -> None:
         """Move the device-side accumulators and the elapsed training time into `state` (one sync)."""
@@ -288,7 +287,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
     tracker = Tracker(cfg, out) if world.is_main else None
     stopping = False
     try:
-        segment_start = time.perf_counter()
+        segment_start = time.perf_counter()  # after W&B's start-up: training time only
         while state.step < total and not stopping:
             epoch, start = divmod(state.step, steps_per_epoch)
             for x, y in train_loader.batches(epoch, start):
