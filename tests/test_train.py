@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from xablate.config import register_configs
 from xablate.metrics import COLUMNS
 from xablate.preflight import CONF_DIR
+from xablate.progress import Progress
 from xablate.run import run
 from xablate.runs import register_resolvers
 from xablate.schedule import Schedule
@@ -181,3 +182,26 @@ def test_paper_recipes_compose() -> None:
         "rmsprop", 0.001, 0.9, 3_000_000,
     )  # fmt: skip
     assert rms.model.drop_rate == 0.0
+
+
+def test_bf16_precision_trains_on_cpu(tmp_path: Path) -> None:
+    result = cli(tmp_path, *TINY, "trainer.epochs=1", "trainer.precision=bf16")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["precision"]) == ("completed", "bf16")
+    assert math.isfinite(summary["val_loss"])
+
+
+def test_progress_bar_on_a_terminal_and_one_line_per_evaluation_in_a_log(capsys: pytest.CaptureFixture) -> None:
+    bar = Progress("seg4-none-res-s0", total_steps=100, interactive=True)
+    bar.step(40, img_per_s=512.0, train_s=20.0, steps_done_here=40)
+    drawn = capsys.readouterr().err
+    assert "40/100" in drawn and "512 img/s" in drawn and "ETA 0m30s" in drawn
+    log = Progress("seg4-none-res-s0", total_steps=100, interactive=False)
+    log.step(41, img_per_s=512.0, train_s=20.5, steps_done_here=41)
+    log.evaluation(50, 1.0, {"loss": 0.5, "img_per_s": 500.0}, {"loss": 0.4, "top1": 0.9}, 30.0, 30.0)
+    out = capsys.readouterr()
+    assert out.err == ""
+    (line,) = out.out.strip().splitlines()
+    assert "step 50/100" in line and "top1 90.00%" in line and "500 img/s" in line and "ETA 0m30s" in line
