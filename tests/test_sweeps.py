@@ -111,3 +111,28 @@ def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path) -> Non
     assert [s["status"] for s in cells.values()] == ["completed", "completed"]
     expected = max(1, (os.cpu_count() or 1) // 2)
     assert {s["threads"] for s in cells.values()} == {expected}
+
+
+def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path: Path) -> None:
+    first = cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig9")
+    assert first.returncode == 0, first.stderr
+    (original,) = (tmp_path / "runs" / "fig9").glob("segdw-*")
+
+    second = cli(tmp_path, "-m", "segments=4,depthwise", *TINY, "trainer.threads=1", "study=fig11")
+    assert second.returncode == 0, second.stderr
+    assert "1 completed in another study (copied, not trained again), 1 to run" in second.stdout
+    copy = tmp_path / "runs" / "fig11" / original.name
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["reused_from"] == str(original)
+    assert summary["study"] == "fig11"
+    assert summary["val_top1"] == json.loads((original / "summary.json").read_text())["val_top1"]
+    assert (copy / "metrics.csv").read_bytes() == (original / "metrics.csv").read_bytes()
+    assert not (copy / "wandb").exists()
+    (trained,) = (tmp_path / "runs" / "fig11").glob("seg4-*")
+    assert "reused_from" not in json.loads((trained / "summary.json").read_text())
+
+    third = cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig10", "reuse=false")
+    assert third.returncode == 0, third.stderr
+    retrained = tmp_path / "runs" / "fig10" / original.name
+    assert "reused_from" not in json.loads((retrained / "summary.json").read_text())
+    assert (retrained / "wandb").is_dir()

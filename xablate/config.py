@@ -104,6 +104,7 @@ class Config:
     seed: int = 0
     dry_run: bool = False
     rerun: bool = False
+    reuse: bool = True
     study: str = "default"
     out_dir: str = "runs"
 

@@ -18,7 +18,7 @@ from .layers import parse_segments
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
-        "hydra", "logger", "dry_run", "rerun", "study", "out_dir",
+        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir",
         "data.root", "data.num_workers", "trainer.log_every", "trainer.progress", "trainer.threads",
     }
 )  # fmt: skip

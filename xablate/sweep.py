@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .results import read_summary
+from .reuse import completed_twin
 from .runs import run_dir_name
 
 DONE = ("completed", "dry_run")
@@ -36,8 +37,11 @@ def announce(cells: list[DictConfig]) -> str:
         parts.append(
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
         )
-    fresh = len(cells) - sum(before[s] for s in ("completed", "interrupted", "failed"))
-    parts.append(f"{fresh} to run")
+    fresh = [c for c in cells if (read_summary(cell_dir(c)) or {}).get("status") in (None, "dry_run")]
+    reused = sum(1 for c in fresh if c.reuse and completed_twin(cell_dir(c)) is not None)
+    if reused:
+        parts.append(f"{reused} completed in another study (copied, not trained again)")
+    parts.append(f"{len(fresh) - reused} to run")
     return f"sweep: {len(cells)} cells: " + ", ".join(parts)
 
 

@@ -33,6 +33,7 @@ from .models import create_model
 from .progress import Progress
 from .provenance import provenance
 from .results import SUMMARY, read_summary, write_json_atomic
+from .reuse import completed_twin, reuse
 from .run import axes, input_shape
 from .runtime import autocast, check_precision, job_gpu, launcher_threads, select_device, synchronize, threads
 from .schedule import Schedule
@@ -168,6 +169,17 @@ def train_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
         )
         return {**previous, "skipped": True}
     world = world_from_env()
+    fresh = (previous or {}).get("status") in (None, "dry_run")
+    twin = completed_twin(out) if fresh and cfg.reuse and not cfg.rerun else None
+    if twin is not None:
+        if not world.is_main:
+            return read_summary(twin) or {}
+        print(
+            f"{out.name}: completed earlier in study {twin.parent.name}; its files are copied here, not trained "
+            "again (reuse=false trains it again)",
+            flush=True,
+        )
+        return reuse(twin, out, str(cfg.study))
     check_data(cfg.data)
     device = distributed.init(world, job_gpu(select_device(cfg.trainer.device)))
     check_precision(device, str(cfg.trainer.precision))

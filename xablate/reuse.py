@@ -1,0 +1,43 @@
+"""Reuse of a cell that already completed in another study.
+
+A cell's folder name ends in its run key, and the key leaves the study out, so `runs/fig9/X` and
+`runs/fig11/X` are the same training run (the depthwise, no-activation, residual cell is the baseline of
+all three figures). Training it once per study would repeat identical work; instead the second study
+copies the completed run's files and says where they came from in `summary.json` (`reused_from`).
+The W&B run is shared as well: its id is the run key.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .results import SUMMARY, read_summary, write_json_atomic
+
+NOT_COPIED = frozenset({SUMMARY, "wandb", ".hydra", "archive"})
+
+
+def completed_twin(out: Path) -> Path | None:
+    """A completed run with `out`'s folder name in another study under the same `out_dir`, if any."""
+    for candidate in sorted(out.parent.parent.glob(f"*/{out.name}")):
+        if candidate.resolve() == out.resolve():
+            continue
+        summary = read_summary(candidate)
+        if summary is not None and summary.get("status") == "completed":
+            return candidate
+    return None
+
+
+def reuse(source: Path, out: Path, study: str) -> dict[str, Any]:
+    """Copy `source`'s run files into `out` and write its summary there, marked as reused, last."""
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name in NOT_COPIED or entry.name.endswith(".log") or not entry.is_file():
+            continue
+        shutil.copy2(entry, out / entry.name)
+    summary = read_summary(source)
+    assert summary is not None
+    summary = {**summary, "study": study, "reused_from": summary.get("reused_from", str(source))}
+    write_json_atomic(out / SUMMARY, summary)
+    return summary
