@@ -1,10 +1,11 @@
 """The summary table: one row per cell, the numbers behind Figures 9-11 with their error bars.
 
 Per cell (every axis but the seed): the number of seeds; the mean and 95% t-interval across seeds of the final
-and the best validation top-1; convergence speed as the steps a run takes to first reach 95% of its own final
-validation top-1 (mean over seeds); parameters, multiply-adds and measured training images/s; and the cell's
-difference from the paper's baseline (segments=depthwise, activation=none, residual=true, the other axes equal)
-with Welch's 95% interval, so that a reading such as "ELU ends worse than no activation" (paper Fig. 10)
+and the best validation top-1; convergence speed, twice: the validation top-1 at the evaluation nearest half of
+the run's steps ("halfway"), and the steps a run takes to first reach 95% of its own final validation top-1;
+parameters, multiply-adds and measured training images/s; and the cell's difference from the paper's baseline
+(segments=depthwise, activation=none, residual=true, the other axes equal) with Welch's 95% interval, for the
+final, best and halfway top-1, so that a reading such as "ELU ends worse than no activation" (paper Fig. 10)
 comes with an error bar. Interval columns are empty, never zero, when a side has a single seed.
 
 Written as `summary.csv` (fractions, machine-readable), `summary.md` and `summary.tex` (percent, readable).
@@ -29,12 +30,13 @@ FRACTION = 0.95
 MEASURES: dict[str, str] = {
     "final_top1": "val_top1",
     "best_top1": "best_val_top1",
+    "halfway_top1": "halfway_top1",
     "steps_to_95": "steps_to_95",
     "img_per_s": "train_img_per_s",
 }
 """Table measure -> runs column, each reported as a mean and a 95% half-width across seeds."""
 
-DIFFS: dict[str, str] = {"final_top1": "val_top1", "best_top1": "best_val_top1"}
+DIFFS: dict[str, str] = {"final_top1": "val_top1", "best_top1": "best_val_top1", "halfway_top1": "halfway_top1"}
 """Measures also reported as a difference from the baseline cell."""
 
 
@@ -52,6 +54,24 @@ def convergence_steps(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float 
     return pd.Series(steps, index=runs.index, dtype=float)
 
 
+def halfway_top1(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
+    """Per run (aligned with `runs`), validation top-1 at the evaluation nearest half its total steps (the
+    earlier one on a tie): how far a run has got halfway, the speed the paper's Fig. 9 and 10 show as curves."""
+    val = curves[curves["split"] == "val"]
+    by_run = {run_id: group for run_id, group in val.groupby("run_id", sort=False)}
+    values = []
+    for run_id, total in zip(runs["run_id"], runs["total_steps"], strict=True):
+        group = by_run.get(run_id)
+        if group is None or group.empty:
+            values.append(math.nan)
+            continue
+        half = (float(total) if pd.notna(total) else float(group["step"].max())) / 2
+        distance = (group["step"] - half).abs()
+        nearest = group.assign(distance=distance).sort_values(["distance", "step"], kind="stable").iloc[0]
+        values.append(float(nearest["top1"]))
+    return pd.Series(values, index=runs.index, dtype=float)
+
+
 def cell_of(row: Any) -> tuple[Any, ...]:
     return tuple(row[axis] for axis in AXES)
 
@@ -64,7 +84,7 @@ def _cell_sort_key(cell: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def cell_table(runs: pd.DataFrame, curves: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """One row per cell: axes, seeds, means and half-widths, costs and the difference from the baseline."""
-    runs = runs.assign(steps_to_95=convergence_steps(runs, curves))
+    runs = runs.assign(steps_to_95=convergence_steps(runs, curves), halfway_top1=halfway_top1(runs, curves))
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for index, row in runs.iterrows():
         groups.setdefault(_hashable(cell_of(row)), []).append(index)
@@ -131,28 +151,35 @@ def _millions(value: Any) -> str:
     return "" if pd.isna(value) else f"{float(value) / 1e6:.3g}"
 
 
+NUMERIC = 10
+"""The right-aligned columns at the end of `readable`'s headers, from the seed count on."""
+
+
 def readable(table: pd.DataFrame, runs: pd.DataFrame) -> tuple[list[str], list[list[str]], dict[str, Any]]:
     """Headers, rows of text, and the axes held constant (left out of the columns)."""
     vary = list(varying(runs)) or ["segments", "activation", "residual"]
     constant = {axis: ordered(axis, runs[axis].tolist())[0] for axis in AXES if axis not in vary}
     headers = [
-        *vary, "seeds", "final top-1 (%)", "best top-1 (%)", "steps to 95%",
-        "params (M)", "MACs (M)", "train img/s", "Δ final vs baseline (pp)",
+        *vary, "seeds", "final top-1 (%)", "best top-1 (%)", "halfway top-1 (%)", "steps to 95%",
+        "params (M)", "MACs (M)", "train img/s", "Δ final vs baseline (pp)", "Δ halfway (pp)",
     ]  # fmt: skip
     rows = []
     for _, r in table.iterrows():
         diff = "baseline" if r["baseline"] else _pct(r["diff_final_top1"], r["diff_final_top1_ci95"], signed=True)
+        diff_halfway = "" if r["baseline"] else _pct(r["diff_halfway_top1"], r["diff_halfway_top1_ci95"], signed=True)
         rows.append(
             [
                 *(text(r[axis]) for axis in vary),
                 str(r["n_seeds"]),
                 _pct(r["final_top1"], r["final_top1_ci95"]),
                 _pct(r["best_top1"], r["best_top1_ci95"]),
+                _pct(r["halfway_top1"], r["halfway_top1_ci95"]),
                 _plain(r["steps_to_95"], r["steps_to_95_ci95"]),
                 _millions(r["params"]),
                 _millions(r["macs"]),
                 _plain(r["img_per_s"], r["img_per_s_ci95"]),
                 diff or "no baseline run",
+                diff_halfway,
             ]
         )
     return headers, rows, constant
@@ -160,10 +187,11 @@ def readable(table: pd.DataFrame, runs: pd.DataFrame) -> tuple[list[str], list[l
 
 NOTES = (
     "Validation top-1 in %: mean over seeds ± half-width of the 95% t-interval across seeds (none with one "
-    "seed). Steps to 95%: gradient steps until a run's validation top-1 first reaches 95% of its final value, "
-    "mean over seeds. MACs: multiply-adds per image. Train img/s: measured training throughput. Δ: difference "
-    "of the final top-1 from the baseline cell (segments=depthwise, activation=none, residual=true, other axes "
-    "equal), in percentage points, ± Welch's 95% interval (unpaired seeds)."
+    "seed). Halfway: at the evaluation nearest half of the run's steps. Steps to 95%: gradient steps until a "
+    "run's validation top-1 first reaches 95% of its final value, mean over seeds. MACs: multiply-adds per "
+    "image. Train img/s: measured training throughput. Δ: difference of the final (and halfway) top-1 from "
+    "the baseline cell (segments=depthwise, activation=none, residual=true, other axes equal), in percentage "
+    "points, ± Welch's 95% interval (unpaired seeds)."
 )
 
 
@@ -172,7 +200,7 @@ def to_markdown(table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", ""]
     if constant:
         lines += ["All cells: " + ", ".join(f"{a}={text(v)}" for a, v in constant.items()) + ".", ""]
-    right = [False] * (len(headers) - 8) + [True] * 8
+    right = [False] * (len(headers) - NUMERIC) + [True] * NUMERIC
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -193,7 +221,7 @@ def to_latex(table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
     caption = title + ". " + NOTES
     if constant:
         caption += " All cells: " + ", ".join(f"{a}={text(v)}" for a, v in constant.items()) + "."
-    spec = "l" * (len(headers) - 8) + "r" * 8
+    spec = "l" * (len(headers) - NUMERIC) + "r" * NUMERIC
     lines = [
         r"\begin{table}[t]",
         r"\centering\small",

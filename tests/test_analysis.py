@@ -379,10 +379,19 @@ def test_summary_table_from_a_real_sweep(sweep: Path, tmp_path: Path, capsys: py
         first.append(val[val["top1"] >= 0.95 * final]["step"].iloc[0])
     row = cells[(cells["segments"] == 1) & (cells["residual"] == True)]  # noqa: E712
     assert row["steps_to_95"].item() == pytest.approx(sum(first) / 2)
+    # Halfway: validation top-1 at the evaluation nearest half the run's steps, by hand for the same cell.
+    halfway = []
+    for run_dir in (d for n, d in run_dirs(sweep).items() if n.startswith("seg1-none-res-")):
+        val = pd.read_csv(run_dir / "metrics.csv").query("split == 'val'")
+        total = json.loads((run_dir / "summary.json").read_text())["total_steps"]
+        halfway.append(val.loc[(val["step"] - total / 2).abs().idxmin(), "top1"])
+    assert row["halfway_top1"].item() == pytest.approx(sum(halfway) / 2)
+    assert row["diff_halfway_top1"].notna().item()
 
     md = (out / "summary.md").read_text()
     assert md.startswith("# Summary: study fx")
-    assert "| segments | residual | seeds | final top-1 (%) |" in md and "| baseline |" in md
+    assert "| segments | residual | seeds | final top-1 (%) | best top-1 (%) | halfway top-1 (%) |" in md
+    assert "| baseline |" in md
     tex = (out / "summary.tex").read_text()
     assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"$\pm$" in tex
     assert ",," in text  # the baseline's empty difference columns
