@@ -1,6 +1,7 @@
 """Figures in the paper's form: validation top-1 against gradient steps, one curve per value of one axis.
 
-- `fig9_residual`: paper Fig. 9, training profile with and without residual connections;
+- `fig9_residual`: paper Fig. 9, training profile with and without residual connections (validation top-1 as in
+  the paper, beside the training loss of each logging interval, logged more often than runs evaluate);
 - `fig10_activation`: paper Fig. 10, no activation, ReLU or ELU between the depthwise and pointwise steps;
 - `fig11_segments`: the project's Fig. 11, the spectrum the paper left open (§5): the same curves per number
   of segments, beside final (and best) validation top-1, parameters, multiply-adds and measured training
@@ -45,6 +46,7 @@ TITLES: dict[str, str] = {
 }
 STEPS_LABEL = "gradient descent steps"
 TOP1_LABEL = "validation top-1 accuracy (%)"
+LABELS = {("train", "loss"): "training loss (mean over each logging interval)"}
 
 
 def styles(axis: str, values: list[Any]) -> dict[Any, dict[str, Any]]:
@@ -63,11 +65,11 @@ def styles(axis: str, values: list[Any]) -> dict[Any, dict[str, Any]]:
     return out
 
 
-def curve_band(val: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per evaluation step: mean top-1 across runs, the half-width of its t-interval (NaN with one run) and n."""
+def curve_band(rows_of: pd.DataFrame, level: float = 0.95, column: str = "top1") -> pd.DataFrame:
+    """Per step: the mean of `column` across runs, the half-width of its t-interval (NaN with one run) and n."""
     rows = []
-    for step, group in val.groupby("step", sort=True):
-        interval = mean_interval(group["top1"].tolist(), level)
+    for step, group in rows_of.groupby("step", sort=True):
+        interval = mean_interval(group[column].tolist(), level)
         rows.append({"step": step, "mean": interval.estimate, "half": interval.half_width, "n": interval.n})
     return pd.DataFrame(rows, columns=["step", "mean", "half", "n"])
 
@@ -86,39 +88,48 @@ def _context(plan: FigurePlan, runs: pd.DataFrame) -> str:
     return f"{head}; " + ", ".join(f"{a}={text(v)}" for a, v in fixed.items()) + f" · {spread}"
 
 
-def draw_curves(ax: Axes, plan: FigurePlan, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
-    """Validation top-1 (%) against gradient steps, one curve (and band) per value of the plan's axis."""
-    val = curves[curves["split"] == "val"]
+def draw_curves(
+    ax: Axes, plan: FigurePlan, runs: pd.DataFrame, curves: pd.DataFrame, *, split: str = "val", column: str = "top1"
+) -> None:
+    """`column` of `split` against gradient steps (validation top-1 in %, by default), one curve (and band) per
+    value of the plan's axis."""
+    rows_of = curves[curves["split"] == split]
     style = styles(plan.axis, plan.values)
+    scale = 100.0 if column.startswith("top") else 1.0
     for value in plan.values:
         seeds = int(_value_runs(runs, plan.axis, value).sum())
-        band = curve_band(val[_value_runs(val, plan.axis, value)])
+        band = curve_band(rows_of[_value_runs(rows_of, plan.axis, value)], column=column)
         if band.empty:
             continue
         kwargs = style[repr(value)]
         label = legend_label(plan.axis, value) + (f", {seeds} seeds" if seeds > 1 else "")
         marker = {"marker": "o", "markersize": 3} if len(band) <= 30 else {}  # few evaluations: show where
-        ax.plot(band["step"], 100 * band["mean"], label=label, linewidth=1.8, **marker, **kwargs)
+        ax.plot(band["step"], scale * band["mean"], label=label, linewidth=1.8, **marker, **kwargs)
         has_band = band["half"].notna()
         if has_band.any():
-            low = (100 * (band["mean"] - band["half"])).clip(lower=0)
-            high = (100 * (band["mean"] + band["half"])).clip(upper=100)
+            low = scale * (band["mean"] - band["half"])
+            high = scale * (band["mean"] + band["half"])
+            if scale == 100.0:
+                low, high = low.clip(lower=0), high.clip(upper=100)
             ax.fill_between(
                 band["step"], low, high, where=has_band.to_numpy(), color=kwargs["color"], alpha=BAND_ALPHA, linewidth=0
             )
     ax.set_xlabel(STEPS_LABEL)
-    ax.set_ylabel(TOP1_LABEL)
+    ax.set_ylabel(TOP1_LABEL if (split, column) == ("val", "top1") else LABELS.get((split, column), column))
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
 
 
 def profile_figure(plan: FigurePlan, runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """Paper Fig. 9 or 10 (or any axis): the training profile alone."""
-    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
-    ax = fig.add_subplot()
-    draw_curves(ax, plan, runs, curves)
-    _titles(fig, plan, runs, width=95)
+    """Paper Fig. 9 or 10 (or any axis): the training profile, validation top-1 as in the paper, beside the
+    training loss, which runs log far more often than they evaluate and so shows the speed of convergence
+    in finer steps."""
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+    top1, loss = fig.subplots(1, 2)
+    draw_curves(top1, plan, runs, curves)
+    draw_curves(loss, plan, runs, curves, split="train", column="loss")
+    _titles(fig, plan, runs, width=175)
     return fig
 
 

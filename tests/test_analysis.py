@@ -26,6 +26,7 @@ import yaml
 
 from analysis import load as load_module
 from analysis.__main__ import main
+from analysis.figures import draw
 from analysis.load import Runs, load_local, load_wandb
 from analysis.plan import plan_figures
 from analysis.stats import mean_interval, steps_to_fraction, t_quantile, welch_interval
@@ -590,3 +591,21 @@ def test_frames_select_by_type_not_by_equality(sweep: Path) -> None:
     assert len(data.where({"segments": [1]})) == 4  # segments=1 is not residual=True (True == 1 in Python)
     assert len(data.where({"residual": [True], "segments": ["depthwise"]})) == 2
     assert isinstance(data.where({}), Runs)
+
+
+def test_the_residual_profile_plots_top1_and_training_loss_means_across_seeds(sweep: Path) -> None:
+    data = load_local([sweep])
+    runs = data.runs[data.runs["segments"].map(str) == "depthwise"]
+    curves = data.curves[data.curves["run_id"].isin(set(runs["run_id"]))]
+    (plan,) = plan_figures(runs)
+    top1_ax, loss_ax = draw(plan, runs, curves).axes
+    assert "validation top-1" in top1_ax.get_ylabel() and "training loss" in loss_ax.get_ylabel()
+    train = pd.concat(
+        pd.read_csv(d / "metrics.csv").query("split == 'train'")
+        for n, d in run_dirs(sweep).items()
+        if n.startswith("segdw-none-res-")
+    )
+    expected = train.groupby("step")["loss"].mean()
+    (line,) = [line for line in loss_ax.get_lines() if line.get_label().startswith("with residual")]
+    assert list(line.get_xdata()) == list(expected.index)
+    assert list(line.get_ydata()) == pytest.approx(list(expected))
