@@ -129,7 +129,7 @@ def profile_figure(plan: FigurePlan, runs: pd.DataFrame, curves: pd.DataFrame) -
     top1, loss = fig.subplots(1, 2)
     draw_curves(top1, plan, runs, curves)
     draw_curves(loss, plan, runs, curves, split="train", column="loss")
-    _titles(fig, plan, runs, width=175)
+    _titles(fig, plan, runs, width=140)
     return fig
 
 
