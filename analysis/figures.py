@@ -46,7 +46,7 @@ TITLES: dict[str, str] = {
 }
 STEPS_LABEL = "gradient descent steps"
 TOP1_LABEL = "validation top-1 accuracy (%)"
-LABELS = {("train", "loss"): "training loss (mean over each logging interval)"}
+LABELS = {("val", "top1"): TOP1_LABEL, ("train", "loss"): "training loss (mean over each logging interval)"}
 
 
 def styles(axis: str, values: list[Any]) -> dict[Any, dict[str, Any]]:
@@ -115,7 +115,7 @@ def draw_curves(
                 band["step"], low, high, where=has_band.to_numpy(), color=kwargs["color"], alpha=BAND_ALPHA, linewidth=0
             )
     ax.set_xlabel(STEPS_LABEL)
-    ax.set_ylabel(TOP1_LABEL if (split, column) == ("val", "top1") else LABELS.get((split, column), column))
+    ax.set_ylabel(LABELS.get((split, column), column))
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")

@@ -40,10 +40,15 @@ DIFFS: dict[str, str] = {"final_top1": "val_top1", "best_top1": "best_val_top1",
 """Measures also reported as a difference from the baseline cell."""
 
 
+def _evaluations_by_run(curves: pd.DataFrame) -> dict[Any, pd.DataFrame]:
+    """Each run's validation rows, in step order."""
+    val = curves[curves["split"] == "val"].sort_values("step", kind="stable")
+    return {run_id: group for run_id, group in val.groupby("run_id", sort=False)}
+
+
 def convergence_steps(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float = FRACTION) -> pd.Series:
     """Per run (aligned with `runs`), the first evaluation step reaching `fraction` of its final top-1."""
-    val = curves[curves["split"] == "val"].sort_values("step", kind="stable")
-    by_run = {run_id: group for run_id, group in val.groupby("run_id", sort=False)}
+    by_run = _evaluations_by_run(curves)
     steps = []
     for run_id, final in zip(runs["run_id"], runs["val_top1"], strict=True):
         group = by_run.get(run_id)
@@ -57,12 +62,11 @@ def convergence_steps(runs: pd.DataFrame, curves: pd.DataFrame, fraction: float 
 def halfway_top1(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.Series:
     """Per run (aligned with `runs`), validation top-1 at the evaluation nearest half its total steps (the
     earlier one on a tie): how far a run has got halfway, the speed the paper's Fig. 9 and 10 show as curves."""
-    val = curves[curves["split"] == "val"]
-    by_run = {run_id: group for run_id, group in val.groupby("run_id", sort=False)}
+    by_run = _evaluations_by_run(curves)
     values = []
     for run_id, total in zip(runs["run_id"], runs["total_steps"], strict=True):
         group = by_run.get(run_id)
-        if group is None or group.empty:
+        if group is None:
             values.append(math.nan)
             continue
         half = (float(total) if pd.notna(total) else float(group["step"].max())) / 2

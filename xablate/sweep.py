@@ -31,13 +31,14 @@ def announce(cells: list[DictConfig]) -> str:
         return f"sweep: {len(cells)} cells, dry run"
     if cells and cells[0].rerun:
         return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
-    before = Counter((read_summary(cell_dir(c)) or {}).get("status", "new") for c in cells)
+    status = [(read_summary(cell_dir(c)) or {}).get("status", "new") for c in cells]
+    before = Counter(status)
     parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
     if before["interrupted"] + before["failed"]:
         parts.append(
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
         )
-    fresh = [c for c in cells if (read_summary(cell_dir(c)) or {}).get("status") in (None, "dry_run")]
+    fresh = [c for c, s in zip(cells, status, strict=True) if s in ("new", "dry_run")]
     reused = sum(1 for c in fresh if c.reuse and completed_twin(cell_dir(c)) is not None)
     if reused:
         parts.append(f"{reused} completed in another study (copied, not trained again)")
