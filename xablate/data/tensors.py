@@ -73,6 +73,7 @@ class TensorLoader:
         if start < 0:
             raise ValueError(f"start={start}: need a batch index >= 0")
         order = self.order(epoch) if self.train else None
+        draws = self._draws(epoch, start) if order is not None and (self.pad or self.hflip) else None
         for i in range(start, len(self)):
             lo = i * self.batch_size
             a, b = shard(lo, min(lo + self.batch_size, self.n), self.rank, self.world_size)
@@ -80,18 +81,26 @@ class TensorLoader:
                 yield self.normalize(self.images[a:b]), self.labels[a:b]
                 continue
             idx = order[a:b]
-            images = self._augment(idx, epoch, i, a - lo) if self.pad or self.hflip else self.images[idx]
+            images = self.images[idx] if draws is None else self._augment(idx, draws[i - start, :, a - lo : b - lo])
             yield self.normalize(images), self.labels[idx]
 
-    def _augment(self, idx: Tensor, epoch: int, batch: int, offset: int) -> Tensor:
+    def _draws(self, epoch: int, start: int) -> Tensor:
+        """Crop offsets and flips (batch, 3, batch_size) of the epoch's batches from `start` on, each batch's
+        drawn on the CPU from (seed, epoch, batch) and all copied to the device at once: a copy per step
+        would make the host wait for the GPU at every step."""
+        draws = torch.empty(max(0, len(self) - start), 3, self.batch_size, dtype=torch.long)
+        for row, batch in enumerate(range(start, len(self))):
+            g = generator(self.seed, "aug", epoch, batch)
+            torch.randint(0, 2 * self.pad + 1, (2, self.batch_size), generator=g, out=draws[row, :2])
+            torch.randint(0, 2 if self.hflip else 1, (1, self.batch_size), generator=g, out=draws[row, 2:])
+        return draws.to(self.images.device)
+
+    def _augment(self, idx: Tensor, draws: Tensor) -> Tensor:
         """Crop and flip as one flat gather: output (k, c, y, x) reads padded (idx[k], c, dy + y, dx + x or dx + w-1-x).
 
         `torch.take` with precomputed flat offsets is about twice as fast on CPU as four-tensor advanced indexing.
         """
-        g = generator(self.seed, "aug", epoch, batch)
-        shifts = torch.randint(0, 2 * self.pad + 1, (2, self.batch_size), generator=g)
-        flips = torch.randint(0, 2 if self.hflip else 1, (1, self.batch_size), generator=g)
-        dy, dx, flip = torch.cat([shifts, flips])[:, offset : offset + len(idx)].to(self.images.device)
+        dy, dx, flip = draws
         _, c, hp, wp = self.images.shape
         corner = (idx * (c * hp * wp) + dy * wp + dx).view(-1, 1, 1, 1)
         cols = torch.where(flip[:, None].bool(), self._cols_flipped, self._cols)[:, None, None, :]
