@@ -127,6 +127,8 @@ def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
         "dry_run=true",
         "data.root=/mnt/data",
         "trainer.log_every=7",
+        "trainer.threads=1",
+        "trainer.deterministic=false",
     ],
 )
 def test_run_key_ignores_paths_and_logging(override: str) -> None:

@@ -244,6 +244,19 @@ def test_paper_model_real_forward_small_input() -> None:
     assert out.shape == (1, 1000) and torch.isfinite(out).all()
 
 
+def test_global_pool_gives_the_bits_of_adaptive_avg_pool_on_cpu() -> None:
+    """The head pools with a mean (deterministic on CUDA); on the CPU it must reproduce the studies run
+    with `nn.AdaptiveAvgPool2d(1)` bit for bit, forward and backward."""
+    model = create_model("xception_mini", num_classes=10, in_chans=1)
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        x = torch.randn(8, model.num_features, 4, 4).contiguous(memory_format=fmt).requires_grad_()
+        grad = torch.randn(8, model.num_features)
+        ours = model.global_pool(x)
+        reference = torch.flatten(nn.AdaptiveAvgPool2d(1)(x), 1)
+        assert torch.equal(ours, reference)
+        assert torch.equal(torch.autograd.grad(ours, x, grad)[0], torch.autograd.grad(reference, x, grad)[0])
+
+
 # --- width and depth overrides --------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -21,6 +22,7 @@ from xablate.preflight import CONF_DIR
 from xablate.progress import Progress
 from xablate.run import run
 from xablate.runs import register_resolvers
+from xablate.runtime import deterministic
 from xablate.schedule import Schedule
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -191,6 +193,25 @@ def test_bf16_precision_trains_on_cpu(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["precision"]) == ("completed", "bf16")
     assert math.isfinite(summary["val_loss"])
+
+
+def test_deterministic_leaves_the_cpu_alone() -> None:
+    deterministic(torch.device("cpu"), True)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_seed_same_numbers_on_cuda(tmp_path: Path) -> None:
+    """cuDNN picks nondeterministic kernels by default; `trainer.deterministic` (on by default) must not."""
+    summaries = []
+    for attempt in ("a", "b"):
+        result = cli(tmp_path / attempt, *TINY, "trainer.device=cuda", "trainer.epochs=2", "data.crop_padding=2")
+        assert result.returncode == 0, result.stderr
+        (run_dir,) = run_dirs(tmp_path / attempt)
+        summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        assert summaries[-1]["device"] == "cuda"
+    for key in ("val_loss", "val_top1", "val_top5"):
+        assert summaries[0][key] == summaries[1][key], key
 
 
 def test_progress_bar_on_a_terminal_and_one_line_per_evaluation_in_a_log(capsys: pytest.CaptureFixture) -> None:

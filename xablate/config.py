@@ -79,6 +79,7 @@ class TrainerConfig:
     threads: int | None = None
     progress: bool | None = None
     sync_bn: bool = False
+    deterministic: bool = True
 
 
 @dataclass

@@ -139,6 +139,14 @@ class XceptionModule(nn.Module):
         return out if self.skip is None else out + self.skip(x)
 
 
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C) by a mean over H and W. Unlike `nn.AdaptiveAvgPool2d`, whose CUDA backward
+    PyTorch flags as nondeterministic, this is deterministic everywhere; on the CPU both give the same bits."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean((2, 3))
+
+
 class Xception(nn.Module):
     """The generic Xception: stem, entry, middle and exit flows, then pooling, dropout and a classifier."""
 
@@ -184,7 +192,7 @@ class Xception(nn.Module):
         self.exit = build(list(arch.exit))
         self.num_features = chs
         self.num_classes = num_classes
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = GlobalAvgPool()
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(chs, num_classes)
 
@@ -192,7 +200,7 @@ class Xception(nn.Module):
         return self.exit(self.middle(self.entry(self.stem(x))))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.head_drop(torch.flatten(self.global_pool(x), 1))
+        x = self.head_drop(self.global_pool(x))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,8 +1,9 @@
 """Run identity: a readable name and a deterministic key from the resolved config.
 
 The key hashes everything that changes a run's numbers (axes, model, data, optimiser, budget, seed) and
-nothing that does not (output paths, logging, data location), so the same cell always lands in the same
-directory: re-running a command finds its earlier results instead of overwriting or repeating them.
+nothing that does not (output paths, logging, data location), nor what only chooses among kernels that
+compute the same run (CPU threads, GPU determinism), so the same cell always lands in the same directory:
+re-running a command finds its earlier results instead of overwriting or repeating them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
     {
         "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir",
         "data.root", "data.num_workers", "trainer.log_every", "trainer.progress", "trainer.threads",
+        "trainer.deterministic",
     }
 )  # fmt: skip
 

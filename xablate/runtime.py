@@ -61,6 +61,20 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def deterministic(device: torch.device, enabled: bool) -> None:
+    """On CUDA, pick deterministic cuDNN and cuBLAS algorithms and warn, naming it, about any op that has no
+    deterministic kernel, so that the same config and seed give the same numbers. The CPU kernels used
+    here are deterministic for a given thread count already; this leaves them alone."""
+    if device.type != "cuda":
+        return
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def check_precision(device: torch.device, precision: str) -> None:
     if precision == "16-mixed" and device.type == "cpu":
         raise ConfigError("trainer.precision='16-mixed' needs a GPU; on CPU use 32 or bf16")

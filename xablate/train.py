@@ -35,7 +35,16 @@ from .provenance import provenance
 from .results import SUMMARY, read_summary, write_json_atomic
 from .reuse import completed_twin, reuse
 from .run import axes, input_shape
-from .runtime import autocast, check_precision, job_gpu, launcher_threads, select_device, synchronize, threads
+from .runtime import (
+    autocast,
+    check_precision,
+    deterministic,
+    job_gpu,
+    launcher_threads,
+    select_device,
+    synchronize,
+    threads,
+)
 from .schedule import Schedule
 from .tracking import Tracker
 
@@ -183,6 +192,7 @@ def train_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
     check_data(cfg.data)
     device = distributed.init(world, job_gpu(select_device(cfg.trainer.device)))
     check_precision(device, str(cfg.trainer.precision))
+    deterministic(device, cfg.trainer.deterministic)
     if world.is_main:
         if cfg.rerun and (dest := archive_previous(out)) is not None:
             print(f"{out.name}: earlier results moved to {dest.relative_to(out)}", flush=True)
