@@ -3,8 +3,8 @@
 - `fig9_residual`: paper Fig. 9, training profile with and without residual connections (validation top-1 as in
   the paper, beside the training loss of each logging interval, logged more often than runs evaluate);
 - `fig10_activation`: paper Fig. 10, no activation, ReLU or ELU between the depthwise and pointwise steps;
-- `fig11_segments`: the project's Fig. 11, the spectrum the paper left open (§5): the same curves per number
-  of segments, beside final (and best) validation top-1, parameters, multiply-adds and measured training
+- `fig11_segments`: the project's Fig. 11, the spectrum the paper left open (§5): the same two profiles per
+  number of segments, beside final (and best) validation top-1, parameters, multiply-adds and measured training
   images/s against the number of segments on a log2 axis from 1 (a regular conv) to depthwise ("dw").
 
 With several seeds a curve is the mean across seeds with a 95% t-interval band at each evaluation step (the
@@ -151,10 +151,12 @@ def _tick_label(value: Any) -> str:
 
 
 def spectrum_figure(plan: FigurePlan, runs: pd.DataFrame, curves: pd.DataFrame) -> Figure:
-    """The project's Fig. 11: the training profiles, and accuracy beside its costs along the spectrum."""
-    fig = Figure(figsize=(13.0, 7.5), layout="constrained")
+    """The project's Fig. 11: the training profiles (validation top-1 above the training loss, which is
+    logged far more often than runs evaluate), and accuracy beside its costs along the spectrum."""
+    fig = Figure(figsize=(13.0, 8.5), layout="constrained")
     grid = fig.add_gridspec(4, 2, width_ratios=(1.25, 1.0))
-    draw_curves(fig.add_subplot(grid[:, 0]), plan, runs, curves)
+    draw_curves(fig.add_subplot(grid[:2, 0]), plan, runs, curves)
+    draw_curves(fig.add_subplot(grid[2:, 0]), plan, runs, curves, split="train", column="loss")
     panels = [fig.add_subplot(grid[0, 1])]
     panels += [fig.add_subplot(grid[i, 1], sharex=panels[0]) for i in (1, 2, 3)]
     x = spectrum_positions(plan.values)

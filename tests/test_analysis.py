@@ -593,6 +593,21 @@ def test_frames_select_by_type_not_by_equality(sweep: Path) -> None:
     assert isinstance(data.where({}), Runs)
 
 
+def test_the_spectrum_figure_has_both_profiles_and_a_panel_per_measure(sweep: Path) -> None:
+    data = load_local([sweep])
+    runs = data.runs[data.runs["residual"].map(bool)]
+    curves = data.curves[data.curves["run_id"].isin(set(runs["run_id"]))]
+    (plan,) = plan_figures(runs)
+    assert plan.axis == "segments"
+    top1_ax, loss_ax, *panels = draw(plan, runs, curves).axes
+    assert "validation top-1" in top1_ax.get_ylabel() and "training loss" in loss_ax.get_ylabel()
+    assert [p.get_ylabel().split("\n")[0] for p in panels] == [
+        "val. top-1 (%)", "parameters (M)", "multiply-adds", "training throughput"
+    ]  # fmt: skip
+    segment_lines = [line for line in loss_ax.get_lines() if not line.get_label().startswith("_")]
+    assert len(segment_lines) == len(plan.values)
+
+
 def test_the_residual_profile_plots_top1_and_training_loss_means_across_seeds(sweep: Path) -> None:
     data = load_local([sweep])
     runs = data.runs[data.runs["segments"].map(str) == "depthwise"]
