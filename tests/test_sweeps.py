@@ -53,6 +53,9 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         assert all(row["trainer/step"] == row["_step"] for row in run["history"])
         val_steps = [row["_step"] for row in run["history"] if "val/top1" in row]
         assert val_steps == [8, 16]
+        assert [row["val/epoch"] for row in run["history"] if "val/top1" in row] == [1.0, 2.0]
+        wall = [row["train/wall_s"] for row in run["history"] if "train/wall_s" in row]
+        assert wall == sorted(wall) and wall[0] > 0
         last_val = [row["val/top1"] for row in run["history"] if "val/top1" in row][-1]
         assert last_val == pytest.approx(summary["val_top1"])
         assert run["summary"]["status"] == "completed"

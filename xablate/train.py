@@ -343,17 +343,10 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                         "top5": state.interval_correct5 / n,
                         "img_per_s": n / state.interval_s,
                     }
-                    write_row(
-                        {
-                            "step": state.step,
-                            "epoch": state.step / steps_per_epoch,
-                            "split": "train",
-                            "lr": lr,
-                            "wall_s": time.perf_counter() - started,
-                            **train_row,
-                        }
-                    )
-                    log_wandb({f"train/{k}": v for k, v in train_row.items()} | {"train/lr": lr}, state.step)
+                    when = {"epoch": state.step / steps_per_epoch, "wall_s": time.perf_counter() - started}
+                    write_row({"step": state.step, "split": "train", "lr": lr, **when, **train_row})
+                    logged = train_row | when | {"lr": lr}
+                    log_wandb({f"train/{k}": v for k, v in logged.items()}, state.step)
                     state.interval_loss, state.interval_s, state.interval_images = 0.0, 0.0, 0
                     state.interval_correct1 = state.interval_correct5 = 0
                 if at_eval:
@@ -365,7 +358,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                     write_row(
                         {"step": state.step, "epoch": epoch_f, "split": "val", "lr": lr, "wall_s": state.wall_s, **val}
                     )
-                    log_wandb({f"val/{k}": v for k, v in val.items()}, state.step)
+                    logged = val | {"epoch": epoch_f, "wall_s": state.wall_s}
+                    log_wandb({f"val/{k}": v for k, v in logged.items()}, state.step)
                     eta = state.train_s / max(1, steps_here) * (total - state.step)
                     recent = train_row or {
                         "loss": state.interval_loss / max(1, state.interval_images),
