@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xablate import ConfigError
 from xablate.config import model_kwargs, register_configs, validate
@@ -72,7 +72,7 @@ def test_axis_overrides() -> None:
     assert (kwargs["order"], kwargs["mid_norm"], kwargs["budget"]) == ("pointwise_first", True, "params")
 
 
-@pytest.mark.parametrize("override", ["segments=3", "activation=gelu", "residual=maybe"])
+@pytest.mark.parametrize("override", ["segments=3", "activation=gelu", "residual=maybe", "optim.polyak_decay=1.5"])
 def test_bad_axis_values_fail_validation(override: str) -> None:
     cfg = compose_cfg(override)
     with pytest.raises(ConfigError, match=override.partition("=")[2]):
@@ -112,6 +112,7 @@ def test_run_key_is_stable_across_compositions() -> None:
         "model=xception",
         "data=synthetic",
         "optim.lr=0.1",
+        "optim.polyak_decay=0.99",
     ],
 )
 def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
@@ -133,6 +134,14 @@ def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
 )
 def test_run_key_ignores_paths_and_logging(override: str) -> None:
     assert run_key(compose_cfg(override)) == run_key(compose_cfg())
+
+
+def test_a_knob_added_later_stays_out_of_the_key_while_unset() -> None:
+    """Cells trained before `optim.polyak_decay` existed keep their folders."""
+    cfg = compose_cfg()
+    older = OmegaConf.to_container(cfg)
+    del older["optim"]["polyak_decay"]
+    assert run_key(OmegaConf.create(older)) == run_key(cfg)
 
 
 def test_segments_spellings_share_a_key() -> None:

@@ -16,14 +16,18 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xablate.config import register_configs
+from xablate.checkpoint import load_checkpoint
+from xablate.config import model_kwargs, register_configs
+from xablate.data import build_loaders
 from xablate.metrics import COLUMNS
+from xablate.models import create_model
 from xablate.preflight import CONF_DIR
 from xablate.progress import Progress
 from xablate.run import run
 from xablate.runs import register_resolvers
 from xablate.runtime import deterministic
 from xablate.schedule import Schedule
+from xablate.train import evaluate
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
@@ -81,8 +85,9 @@ def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Pat
     assert (tmp_path / "checkpoint.pt").stat().st_size > 0
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path) -> None:
-    args = [*TINY, "trainer.epochs=8", "trainer.eval_every=4", "trainer.log_every=2", "data.batch_size=32"]
+@pytest.mark.parametrize("extra", [[], ["optim.polyak_decay=0.9"]], ids=["plain", "polyak"])
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, extra: list[str]) -> None:
+    args = [*TINY, "trainer.epochs=8", "trainer.eval_every=4", "trainer.log_every=2", "data.batch_size=32", *extra]
     straight = cli(tmp_path / "a", *args)
     assert straight.returncode == 0, straight.stderr
     (reference,) = run_dirs(tmp_path / "a")
@@ -114,6 +119,27 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path) -> None:
         return [(r["step"], r["split"], r["loss"], r["top1"], r["top5"], r["lr"]) for r in rows]
 
     assert numbers(read_metrics(resumed_dir)) == numbers(read_metrics(reference))
+
+
+def test_polyak_averaging_is_what_the_evaluations_measure(tmp_path: Path) -> None:
+    args = [*TINY, "trainer.epochs=2", "optim.polyak_decay=0.9"]
+    result = cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt", torch.device("cpu"))
+    assert ckpt is not None and int(ckpt["averaged"]["n_averaged"]) == summary["steps"]
+    averaged = {k.removeprefix("module."): v for k, v in ckpt["averaged"].items() if k != "n_averaged"}
+    cfg = compose_cfg(*args)
+    kwargs = model_kwargs(cfg)
+    model = create_model(kwargs.pop("name"), **kwargs).to(memory_format=torch.channels_last)
+    _, val_loader = build_loaders(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
+    losses = {}
+    for name, weights in (("averaged", averaged), ("raw", ckpt["model"])):
+        model.load_state_dict(weights)
+        losses[name] = evaluate(model, val_loader, torch.device("cpu"), "32")["loss"]
+    assert losses["averaged"] == pytest.approx(summary["val_loss"], rel=1e-5)
+    assert losses["raw"] != pytest.approx(summary["val_loss"], rel=1e-3)
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_its_files(tmp_path: Path) -> None:

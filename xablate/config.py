@@ -64,6 +64,7 @@ class OptimConfig:
     decay_epochs: float = 2.0
     decay_samples: int | None = None
     label_smoothing: float = 0.1
+    polyak_decay: float | None = None
 
 
 @dataclass
@@ -192,6 +193,9 @@ def validate(cfg: Config | DictConfig) -> None:
     _positive("trainer.log_every", cfg.trainer.log_every)
     _positive("trainer.threads", cfg.trainer.threads, optional=True)
     _positive("optim.lr", cfg.optim.lr, minimum=0)
+    decay = cfg.optim.polyak_decay
+    if decay is not None and not 0 < decay < 1:
+        raise ConfigError(f"optim.polyak_decay={decay!r} is invalid; allowed: 0 < decay < 1, or null (off)")
     if not 0 <= cfg.model.drop_rate < 1:
         raise ConfigError(f"model.drop_rate={cfg.model.drop_rate!r} is invalid; allowed: 0 <= p < 1")
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:

@@ -26,9 +26,14 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
+KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay"})
+"""Knobs added after studies had run: at null (off) they stay out of the key, so that those studies'
+cells keep their folders."""
+
+
 def _identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus `KEY_EXCLUDE` (excluded nodes are never resolved: `hydra` holds paths
-    that are themselves made from this key)."""
+    """The resolved config minus `KEY_EXCLUDE` and unset `KEY_ONLY_WHEN_SET` (excluded nodes are never
+    resolved: `hydra` holds paths that are themselves made from this key)."""
     container: dict[str, Any] = {}
     for key in cfg:
         if key in KEY_EXCLUDE:
@@ -39,6 +44,10 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
         parent, _, leaf = dotted.rpartition(".")
         if parent:
             container.get(parent, {}).pop(leaf, None)
+    for dotted in KEY_ONLY_WHEN_SET:
+        parent, _, leaf = dotted.rpartition(".")
+        if container.get(parent, {}).get(leaf, 0) is None:
+            del container[parent][leaf]
     container["segments"] = parse_segments(container["segments"])
     container["residual"] = parse_residual(container["residual"])
     return container

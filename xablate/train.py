@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
@@ -112,6 +113,14 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, eps=cfg.eps)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def polyak(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """Polyak averaging, as the paper evaluates: an exponential moving average of the weights and the
+    BatchNorm statistics, updated after every step; every evaluation uses it instead of the raw model."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def build_schedule(cfg: DictConfig, total_steps: int, steps_per_epoch: int, batch_size: int) -> Schedule:
@@ -231,6 +240,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
     schedule = build_schedule(cfg.optim, total, steps_per_epoch, cfg.data.batch_size)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    averaged = polyak(model, cfg.optim.polyak_decay)
     step_model: nn.Module = model
     if world.distributed:
         step_model = nn.parallel.DistributedDataParallel(
@@ -245,6 +255,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
+        if averaged is not None:
+            averaged.load_state_dict(ckpt["averaged"])
         state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
     resume_step = state.step if ckpt is not None else None
@@ -263,6 +275,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
                 "state": asdict(state),
+                **({"averaged": averaged.state_dict()} if averaged is not None else {}),
             },
         )
 
@@ -324,6 +337,8 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 loss_sum += loss.detach().float() * y.shape[0]
                 c1, c5 = topk_correct(logits.detach(), y)
                 correct[0] += c1
@@ -350,7 +365,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                     state.interval_loss, state.interval_s, state.interval_images = 0.0, 0.0, 0
                     state.interval_correct1 = state.interval_correct5 = 0
                 if at_eval:
-                    val = evaluate(model, val_loader, device, precision, world)
+                    val = evaluate(model if averaged is None else averaged.module, val_loader, device, precision, world)
                     state.best_val_top1 = max(state.best_val_top1, val["top1"])
                     state.last_val = val
                     state.wall_s = time.perf_counter() - started
