@@ -119,8 +119,10 @@ def harness(
         ]  # fmt: skip
         if steps is not None:
             every = max(1, steps // intervals)
-            cmd += [f"trainer.max_steps={steps}", f"trainer.log_every={every}", f"trainer.eval_every={steps}"]
-            cmd.append("data.val_subset=256")
+            cmd += [
+                f"trainer.max_steps={steps}", f"trainer.log_every={every}", f"trainer.eval_every={steps}",
+                "data.val_subset=256",
+            ]  # fmt: skip
         cmd += overrides
         if threads is not None:
             cmd.append(f"trainer.threads={threads}")

@@ -241,6 +241,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
     averaged = polyak(model, cfg.optim.polyak_decay)
+    eval_model = model if averaged is None else averaged.module
     step_model: nn.Module = model
     if world.distributed:
         step_model = nn.parallel.DistributedDataParallel(
@@ -365,16 +366,14 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
                     state.interval_loss, state.interval_s, state.interval_images = 0.0, 0.0, 0
                     state.interval_correct1 = state.interval_correct5 = 0
                 if at_eval:
-                    val = evaluate(model if averaged is None else averaged.module, val_loader, device, precision, world)
+                    val = evaluate(eval_model, val_loader, device, precision, world)
                     state.best_val_top1 = max(state.best_val_top1, val["top1"])
                     state.last_val = val
                     state.wall_s = time.perf_counter() - started
                     epoch_f = state.step / steps_per_epoch
-                    write_row(
-                        {"step": state.step, "epoch": epoch_f, "split": "val", "lr": lr, "wall_s": state.wall_s, **val}
-                    )
-                    logged = val | {"epoch": epoch_f, "wall_s": state.wall_s}
-                    log_wandb({f"val/{k}": v for k, v in logged.items()}, state.step)
+                    when = {"epoch": epoch_f, "wall_s": state.wall_s}
+                    write_row({"step": state.step, "split": "val", "lr": lr, **when, **val})
+                    log_wandb({f"val/{k}": v for k, v in (val | when).items()}, state.step)
                     eta = state.train_s / max(1, steps_here) * (total - state.step)
                     recent = train_row or {
                         "loss": state.interval_loss / max(1, state.interval_images),
