@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-AXES: tuple[str, ...] = ("segments", "activation", "residual", "order", "mid_norm", "budget", "model", "data")
+from xablate import axes as _axes
+from xablate.axes import ACTIVATIONS, BOOL_AXES, BUDGETS, CHOICES, DEPTHWISE, ORDERS, allowed, text
+from xablate.errors import ConfigError
+
+__all__ = [
+    "ACTIVATIONS", "AXES", "BASELINE", "BOOL_AXES", "BUDGETS", "DEPTHWISE", "FIGURES", "ORDERS", "REPLICATE",
+    "allowed", "is_baseline", "legend_label", "ordered", "parse_value", "sort_key", "text",
+]  # fmt: skip
+
+AXES: tuple[str, ...] = (*_axes.NAMES, "model", "data")
 """Every axis a cell is defined by, the paper's three first."""
 
 REPLICATE = "seed"
@@ -17,29 +26,8 @@ REPLICATE = "seed"
 FIGURES: dict[str, str] = {"residual": "fig9_residual", "activation": "fig10_activation", "segments": "fig11_segments"}
 """The axis each figure varies: paper Fig. 9 and 10, and the project's Fig. 11 (the segments spectrum)."""
 
-BASELINE: dict[str, Any] = {"segments": "depthwise", "activation": "none", "residual": True}
+BASELINE: dict[str, Any] = {axis: getattr(_axes.BASELINE, axis) for axis in FIGURES}
 """The paper's Xception; other axes of a cell's baseline are the cell's own."""
-
-DEPTHWISE = "depthwise"
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu")
-ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
-BUDGETS: tuple[str, ...] = ("none", "params")
-BOOL_AXES: frozenset[str] = frozenset({"residual", "mid_norm"})
-
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
-
-
-def allowed(axis: str) -> str:
-    """The values `axis` accepts, in words (for error messages)."""
-    if axis == "segments":
-        return f"a positive integer or {DEPTHWISE}"
-    if axis in BOOL_AXES:
-        return "true, false"
-    if axis == "seed":
-        return "an integer"
-    choices = {"activation": ACTIVATIONS, "order": ORDERS, "budget": BUDGETS}.get(axis)
-    return ", ".join(choices) if choices else "any name"
 
 
 def parse_value(axis: str, value: object) -> Any:
@@ -47,39 +35,10 @@ def parse_value(axis: str, value: object) -> Any:
     segments an int or "depthwise", residual/mid_norm a bool, seed an int, everything else a string.
 
     Raises ValueError naming the value and what `axis` allows."""
-    text = str(value).strip()
-    bad = ValueError(f"{axis}={text} is not valid; allowed: {allowed(axis)}")
-    if axis == "segments":
-        if text.lower() in (DEPTHWISE, "dw"):
-            return DEPTHWISE
-        if isinstance(value, bool):
-            raise bad
-        try:
-            number = int(text)
-        except ValueError:
-            raise bad from None
-        if number < 1:
-            raise bad
-        return number
-    if axis in BOOL_AXES:
-        if isinstance(value, bool):
-            return value
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise bad
-    if axis == "seed":
-        if isinstance(value, bool):
-            raise bad
-        try:
-            return int(text)
-        except ValueError:
-            raise bad from None
-    choices = {"activation": ACTIVATIONS, "order": ORDERS, "budget": BUDGETS}.get(axis)
-    if not text or (choices is not None and text not in choices):
-        raise bad
-    return text
+    try:
+        return _axes.parse_value(axis, value)
+    except ConfigError as err:
+        raise ValueError(f"{axis}={str(value).strip()} is not valid; allowed: {allowed(axis)}") from err
 
 
 def sort_key(axis: str, value: Any) -> tuple[Any, ...]:
@@ -89,7 +48,7 @@ def sort_key(axis: str, value: Any) -> tuple[Any, ...]:
         return (1, 0) if value == DEPTHWISE else (0, int(value))
     if axis == "residual":
         return (not value,)
-    choices = {"activation": ACTIVATIONS, "order": ORDERS, "budget": BUDGETS}.get(axis)
+    choices = CHOICES.get(axis)
     if choices is not None and value in choices:
         return (0, choices.index(value))
     return (1, str(value))
@@ -102,11 +61,6 @@ def ordered(axis: str, values: Any) -> list[Any]:
         if value not in distinct:
             distinct.append(value)
     return sorted(distinct, key=lambda v: sort_key(axis, v))
-
-
-def text(value: Any) -> str:
-    """A value as typed on the command line: booleans lower-case, everything else as is."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def legend_label(axis: str, value: Any) -> str:

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from xablate import create_model
+from xablate.axes import parse_segments
 from xablate.config import DataConfig
 from xablate.data import build_loaders
-from xablate.layers import parse_segments
 from xablate.runtime import autocast, synchronize
 
 REPO = Path(__file__).resolve().parent.parent

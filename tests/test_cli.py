@@ -7,58 +7,40 @@ writes, re-running it, and the one-line errors that stop a bad command before an
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from xablate import count_params, create_model
-from xablate.__main__ import MALLOC_ENV
 
 SWEEP = ["-m", "segments=1,4,depthwise", "dry_run=true"]
 NAMES = {1: "seg1-none-res-s0", 4: "seg4-none-res-s0", "depthwise": "segdw-none-res-s0"}
 
 
-def xablate(*args: str, cwd: Path, fast_start: bool = True) -> subprocess.CompletedProcess[str]:
-    """`python -m xablate ARGS` in `cwd`. `fast_start` presets the allocator variables the CLI otherwise
-    sets by re-executing itself (xablate.__main__.MALLOC_ENV), which saves a second start-up of Python and
-    torch; tests that leave it off check the path a user's plain command takes."""
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR" and k not in MALLOC_ENV}
-    if fast_start:
-        env.update(MALLOC_ENV)
-    return subprocess.run(
-        [sys.executable, "-m", "xablate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
-
-
-def run_dirs(out_dir: Path) -> dict[str, Path]:
-    return {p.parent.name: p.parent for p in sorted((out_dir / "default").glob("*/.hydra"))}
-
-
-def summaries(out_dir: Path) -> dict[str, dict]:
-    return {name: json.loads((d / "summary.json").read_text()) for name, d in run_dirs(out_dir).items()}
-
-
 @pytest.fixture(scope="module")
-def dry_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def dry_sweep(
+    tmp_path_factory: pytest.TempPathFactory, xablate_cli: Any
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """One dry-run sweep over three points of the spectrum, shared by the tests that only read it."""
     cwd = tmp_path_factory.mktemp("sweep")
     out_dir = cwd / "runs"
-    return out_dir, xablate(*SWEEP, f"out_dir={out_dir}", cwd=cwd, fast_start=False)
+    return out_dir, xablate_cli(cwd, *SWEEP, out_dir=out_dir, fast_start=False)
 
 
-def test_dry_run_sweep_writes_one_folder_per_cell(dry_sweep: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_dry_run_sweep_writes_one_folder_per_cell(
+    dry_sweep: tuple[Path, subprocess.CompletedProcess[str]], run_dirs: Any
+) -> None:
     out_dir, proc = dry_sweep
     assert proc.returncode == 0, proc.stderr
     for name in NAMES.values():
         assert f"{name}  xception_mini on fashion_mnist (1x28x28)" in proc.stdout
     assert sum(line.split()[:1] == ["total"] for line in proc.stdout.splitlines()) == 3
 
-    dirs = run_dirs(out_dir)
+    dirs = run_dirs(out_dir / "default")
     assert len(dirs) == 3
     by_segments = {}
     for folder, run in dirs.items():
@@ -81,27 +63,32 @@ def test_dry_run_sweep_writes_one_folder_per_cell(dry_sweep: tuple[Path, subproc
 
 @pytest.fixture(scope="module")
 def rerun(
-    dry_sweep: tuple[Path, subprocess.CompletedProcess[str]], tmp_path_factory: pytest.TempPathFactory
+    dry_sweep: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path_factory: pytest.TempPathFactory,
+    xablate_cli: Any,
+    run_dirs: Any,
 ) -> tuple[Path, Path, bytes, subprocess.CompletedProcess[str]]:
     """The same sweep again over a copy of the first one's folders, after marking seg4's run completed."""
     cwd = tmp_path_factory.mktemp("rerun")
     out_dir = cwd / "runs"
     shutil.copytree(dry_sweep[0], out_dir)
-    (seg4,) = (d for name, d in run_dirs(out_dir).items() if name.startswith(NAMES[4] + "-"))
+    (seg4,) = (d for name, d in run_dirs(out_dir / "default").items() if name.startswith(NAMES[4] + "-"))
     completed = json.loads((seg4 / "summary.json").read_text()) | {"status": "completed", "val_acc": 0.9}
     (seg4 / "summary.json").write_text(json.dumps(completed))
     written = (seg4 / "summary.json").read_bytes()
-    return out_dir, seg4, written, xablate(*SWEEP, f"out_dir={out_dir}", cwd=cwd)
+    return out_dir, seg4, written, xablate_cli(cwd, *SWEEP, out_dir=out_dir)
 
 
 def test_dry_run_folders_are_deterministic(
     dry_sweep: tuple[Path, subprocess.CompletedProcess[str]],
     rerun: tuple[Path, Path, bytes, subprocess.CompletedProcess[str]],
+    run_dirs: Any,
+    summaries: Any,
 ) -> None:
     out_dir, seg4, _, proc = rerun
     assert proc.returncode == 0, proc.stderr
-    assert list(run_dirs(out_dir)) == list(run_dirs(dry_sweep[0]))
-    first, second = summaries(dry_sweep[0]), summaries(out_dir)
+    assert list(run_dirs(out_dir / "default")) == list(run_dirs(dry_sweep[0] / "default"))
+    first, second = summaries(dry_sweep[0] / "default"), summaries(out_dir / "default")
     del first[seg4.name], second[seg4.name]
     assert len(second) == 2 and second == first
 
@@ -127,9 +114,9 @@ BAD_COMMANDS: list[tuple[list[str], str]] = [
 @pytest.mark.parametrize(
     ("args", "named"), [pytest.param(args, named, id=" ".join(args)) for args, named in BAD_COMMANDS]
 )
-def test_bad_value_fails_before_any_folder(args: list[str], named: str, tmp_path: Path) -> None:
+def test_bad_value_fails_before_any_folder(args: list[str], named: str, tmp_path: Path, xablate_cli: Any) -> None:
     """Exit code 2 and one line, before Hydra starts: in a sweep, no cell runs if any cell is bad."""
-    proc = xablate(*args, "dry_run=true", f"out_dir={tmp_path / 'runs'}", cwd=tmp_path, fast_start=args[0] != "-m")
+    proc = xablate_cli(tmp_path, *args, "dry_run=true", fast_start=args[0] != "-m")
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from xablate import ConfigError
+from xablate.axes import parse_segments
 from xablate.config import model_kwargs, register_configs, validate
-from xablate.layers import parse_segments
+from xablate.identity import register_resolvers, run_dir_name, run_key, run_name
 from xablate.preflight import check_command
-from xablate.runs import register_resolvers, run_dir_name, run_key, run_name
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -26,16 +25,7 @@ def _registered() -> None:
     register_resolvers()
 
 
-@functools.cache
-def compose_cfg(*overrides: str, hydra_node: bool = False) -> DictConfig:
-    """Compose `conf/config.yaml` with `overrides`, in its own Hydra context (as each CLI process does).
-
-    Cached (composing takes a quarter of a second); callers only read the result."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
-
-
-def test_defaults_compose_and_validate() -> None:
+def test_defaults_compose_and_validate(compose_cfg: Any) -> None:
     cfg = compose_cfg()
     validate(cfg)
     assert cfg.model.name == "xception_mini"
@@ -54,13 +44,13 @@ def test_defaults_compose_and_validate() -> None:
     ("group", "option"),
     [(p.parent.name, p.stem) for group in ("model", "data") for p in sorted((CONF_DIR / group).glob("*.yaml"))],
 )
-def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+def test_every_group_option_composes_and_validates(group: str, option: str, compose_cfg: Any) -> None:
     cfg = compose_cfg(f"{group}={option}")
     validate(cfg)
     assert cfg[group].name == option
 
 
-def test_axis_overrides() -> None:
+def test_axis_overrides(compose_cfg: Any) -> None:
     cfg = compose_cfg(
         "segments=4", "activation=elu", "residual=false", "order=pointwise_first", "mid_norm=true", "budget=params"
     )
@@ -73,14 +63,14 @@ def test_axis_overrides() -> None:
 
 
 @pytest.mark.parametrize("override", ["segments=3", "activation=gelu", "residual=maybe", "optim.polyak_decay=1.5"])
-def test_bad_axis_values_fail_validation(override: str) -> None:
+def test_bad_axis_values_fail_validation(override: str, compose_cfg: Any) -> None:
     cfg = compose_cfg(override)
     with pytest.raises(ConfigError, match=override.partition("=")[2]):
         validate(cfg)
 
 
 @pytest.mark.parametrize("override", ["foo=1", "model.foo=1", "trainer.epoch=3"])
-def test_unknown_key_is_rejected(override: str) -> None:
+def test_unknown_key_is_rejected(override: str, compose_cfg: Any) -> None:
     with pytest.raises(ConfigCompositionException):
         compose_cfg(override)
     with pytest.raises(ConfigError) as info:
@@ -91,7 +81,7 @@ def test_unknown_key_is_rejected(override: str) -> None:
 # --- run identity -----------------------------------------------------------------------------------------
 
 
-def test_run_key_is_stable_across_compositions() -> None:
+def test_run_key_is_stable_across_compositions(compose_cfg: Any) -> None:
     first = compose_cfg.__wrapped__("segments=4", "activation=relu")
     second = compose_cfg.__wrapped__("activation=relu", "segments=4")
     assert first is not second
@@ -115,7 +105,7 @@ def test_run_key_is_stable_across_compositions() -> None:
         "optim.polyak_decay=0.99",
     ],
 )
-def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
+def test_run_key_changes_with_what_changes_the_numbers(override: str, compose_cfg: Any) -> None:
     assert run_key(compose_cfg(override)) != run_key(compose_cfg())
 
 
@@ -132,11 +122,11 @@ def test_run_key_changes_with_what_changes_the_numbers(override: str) -> None:
         "trainer.deterministic=false",
     ],
 )
-def test_run_key_ignores_paths_and_logging(override: str) -> None:
+def test_run_key_ignores_paths_and_logging(override: str, compose_cfg: Any) -> None:
     assert run_key(compose_cfg(override)) == run_key(compose_cfg())
 
 
-def test_a_knob_added_later_stays_out_of_the_key_while_unset() -> None:
+def test_a_knob_added_later_stays_out_of_the_key_while_unset(compose_cfg: Any) -> None:
     """Cells trained before `optim.polyak_decay` existed keep their folders."""
     cfg = compose_cfg()
     older = OmegaConf.to_container(cfg)
@@ -144,16 +134,16 @@ def test_a_knob_added_later_stays_out_of_the_key_while_unset() -> None:
     assert run_key(OmegaConf.create(older)) == run_key(cfg)
 
 
-def test_segments_spellings_share_a_key() -> None:
+def test_segments_spellings_share_a_key(compose_cfg: Any) -> None:
     assert run_key(compose_cfg("segments=4")) == run_key(compose_cfg("segments='4'"))
 
 
-def test_run_name() -> None:
+def test_run_name(compose_cfg: Any) -> None:
     assert run_name(compose_cfg("segments=4", "activation=relu")) == "seg4-relu-res-s0"
     assert run_name(compose_cfg("residual=false", "seed=1")) == "segdw-none-nores-s1"
 
 
-def test_run_folder_is_name_and_key() -> None:
+def test_run_folder_is_name_and_key(compose_cfg: Any) -> None:
     cfg = compose_cfg("segments=4", "out_dir=/tmp/xablate-runs", hydra_node=True)
     assert cfg.hydra.run.dir == f"/tmp/xablate-runs/default/seg4-none-res-s0-{run_key(cfg)}"
     assert cfg.hydra.sweep.subdir == run_dir_name(cfg)

@@ -106,9 +106,14 @@ def test_cifar100_fine_labels(tmp_path: Path) -> None:
 
 
 def test_cifar_root_may_be_the_parent(tmp_path: Path) -> None:
-    write_cifar10(tmp_path)
-    check_data(data_cfg(**CIFAR_CFG, root=str(tmp_path)))
-    check_data(data_cfg(**CIFAR_CFG, root=str(tmp_path / "cifar-10-batches-py")))
+    folder = write_cifar10(tmp_path)
+    images = []
+    for root in (tmp_path, folder):
+        check_data(data_cfg(**CIFAR_CFG, root=str(root)))
+        images.append(read_cifar("cifar10", str(root)).train_images)
+    assert torch.equal(images[0], images[1]) and images[0].shape == (40, 3, 32, 32)
+    with pytest.raises(ConfigError):
+        check_data(data_cfg(**CIFAR_CFG, root=str(folder / "data_batch_1")))
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from xablate import ConfigError, Xception, count_params, create_model, list_models
+from xablate.axes import ACTIVATIONS
 from xablate.costs import profile
-from xablate.layers import SeparableConv2d
-from xablate.models import XceptionModule
+from xablate.layers import ACT_LAYERS, SeparableConv2d
+from xablate.models import ModuleSpec, XceptionModule
 
 SEGMENTS: tuple[int | str, ...] = (1, 2, 4, 16, "depthwise")
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu")
 RESIDUALS: tuple[bool, ...] = (True, False)
 ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
 MINI = dict(num_classes=10, in_chans=1)  # Fashion-MNIST: 28x28 grey, 10 classes
@@ -150,8 +150,24 @@ def test_spatial_conv_parameter_count(segments: int | str, order: str) -> None:
 
 
 def test_segments_one_is_a_regular_conv_and_count_falls_along_the_spectrum() -> None:
+    regular = _spatial_convs(_meta("xception_mini", segments=1, **MINI))
+    assert all(conv.groups == 1 and conv.weight.shape[1] == conv.in_channels for conv in regular.values())
     counts = [count_params(_meta("xception_mini", segments=s, **MINI)) for s in (1, 2, 4, 8, 16, "depthwise")]
     assert counts == sorted(counts, reverse=True) and len(set(counts)) == len(counts)
+
+
+@pytest.mark.parametrize(("segments", "reached"), [(1, 8), (4, 2), ("depthwise", 1)])
+def test_segments_decide_how_far_one_input_channel_reaches(segments: int | str, reached: int) -> None:
+    """A regular conv mixes every input channel into every output; s segments keep each channel inside
+    its segment of 8 / s channels; depthwise keeps it in its own channel."""
+    torch.manual_seed(0)
+    conv = SeparableConv2d(8, 8, segments=segments).dw
+    x = torch.randn(1, 8, 5, 5)
+    nudged = x.clone()
+    nudged[0, 0] += 1.0
+    with torch.no_grad():
+        changed = (conv(nudged) - conv(x)).abs().sum(dim=(0, 2, 3)) > 0
+    assert changed.tolist() == [True] * reached + [False] * (8 - reached)
 
 
 # --- structure of the axes ----------------------------------------------------------------------------
@@ -366,3 +382,21 @@ def test_bad_values_fail_in_one_line(name: str, kwargs: dict[str, object], fragm
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_every_activation_name_has_a_layer_type() -> None:
+    assert tuple(ACT_LAYERS) == ACTIVATIONS
+
+
+def test_module_runs_its_main_path_in_spec_order() -> None:
+    module = XceptionModule(
+        16, ModuleSpec((32, 32), pool=True), residual=False, sep_kwargs={}, norm_layer=nn.BatchNorm2d
+    )
+    assert module.main_path == ("act1", "sep1", "bn1", "act2", "sep2", "bn2", "pool")
+    module.eval()
+    x = torch.randn(2, 16, 8, 8)
+    expected = x
+    for name in ("act1", "sep1", "bn1", "act2", "sep2", "bn2", "pool"):
+        expected = getattr(module, name)(expected)
+    with torch.no_grad():
+        assert torch.equal(module(x), expected)

@@ -123,10 +123,6 @@ def output(result: subprocess.CompletedProcess[str]) -> str:
     return f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
 
 
-def summaries(study_dir: Path) -> dict[str, dict[str, Any]]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(study_dir.glob("*/summary.json"))}
-
-
 def job_dirs(study_dir: Path) -> dict[str, Path]:
     """submitit's folder of each job, by job id (an array's own folder holds only its sbatch script)."""
     root = study_dir / ".submitit"
@@ -184,7 +180,7 @@ def final_records(cluster: Cluster, workdir: Path, ids: Iterable[str]) -> dict[s
 
 
 def test_a_sweep_runs_one_slurm_job_per_cell_and_a_resubmitted_sweep_skips_them(
-    workdir: Path, cluster: Cluster
+    workdir: Path, cluster: Cluster, summaries: Any
 ) -> None:
     args = ["-m", *SLURM, "segments=1,depthwise", *TINY, "logger.mode=offline", "study=slurm"]
     first = cli(workdir, *args)

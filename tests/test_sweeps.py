@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from xablate.layers import parse_segments
+from xablate.axes import parse_segments
 
 from .wandb_log import read_run
 
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "trainer.epochs=2", "trainer.log_every=4"]
 
 
-def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m xablate ARGS` with W&B pointed at a closed local port and throw-away config folders."""
-    home = tmp_path / "wandb_home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_BASE_URL="http://127.0.0.1:9", NETRC=str(home / "netrc"))
-    env.update({f"WANDB_{kind}_DIR": str(home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
-    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'runs'}"]
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-
-
-def summaries(study_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(study_dir.glob("*/summary.json"))}
-
-
-def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_them(tmp_path: Path) -> None:
+def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_them(
+    tmp_path: Path, xablate_cli: Any, summaries: Any
+) -> None:
     args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo"]
-    first = cli(tmp_path, *args)
+    first = xablate_cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
     study = tmp_path / "runs" / "demo"
@@ -66,15 +53,17 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     assert "wandb sync" in first.stdout
 
     before = {p: p.read_bytes() for p in study.glob("*/summary.json")}
-    second = cli(tmp_path, *args)
+    second = xablate_cli(tmp_path, *args)
     assert second.returncode == 0, second.stderr
     assert "3 completed earlier (skipped), 0 to run" in second.stdout
     assert second.stdout.count("already completed") == 3
     assert {p: p.read_bytes() for p in study.glob("*/summary.json")} == before
 
 
-def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(tmp_path: Path) -> None:
-    result = cli(tmp_path, "-m", "optim.lr=0.1,1e30,0.05", *TINY, "trainer.threads=1", "logger.mode=disabled")
+def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
+    tmp_path: Path, xablate_cli: Any, summaries: Any
+) -> None:
+    result = xablate_cli(tmp_path, "-m", "optim.lr=0.1,1e30,0.05", *TINY, "trainer.threads=1", "logger.mode=disabled")
     assert result.returncode == 1
     cells = summaries(tmp_path / "runs" / "default")
     assert sorted(s["status"] for s in cells.values()) == ["completed", "completed", "failed"]
@@ -92,9 +81,9 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(tm
     ],
 )
 def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
-    tmp_path: Path, study: str, axis: str, values: set
+    tmp_path: Path, study: str, axis: str, values: set, xablate_cli: Any, summaries: Any
 ) -> None:
-    result = cli(tmp_path, f"experiment={study}", "dry_run=true")
+    result = xablate_cli(tmp_path, f"experiment={study}", "dry_run=true")
     assert result.returncode == 0, result.stderr
     cells = summaries(tmp_path / "runs" / study)
     assert len(cells) == len(values) * 3
@@ -105,9 +94,11 @@ def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
         assert f"| {name} | dry_run | {summary['params']:,} |" in result.stdout
 
 
-def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path) -> None:
-    result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "segments=1,depthwise", *TINY,
-                 "logger.mode=disabled")  # fmt: skip
+def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path, xablate_cli: Any, summaries: Any) -> None:
+    result = xablate_cli(
+        tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "segments=1,depthwise", *TINY,
+        "logger.mode=disabled",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Joblib" in result.stdout + result.stderr
     cells = summaries(tmp_path / "runs" / "default")
@@ -116,12 +107,12 @@ def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path) -> Non
     assert {s["threads"] for s in cells.values()} == {expected}
 
 
-def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path: Path) -> None:
-    first = cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig9")
+def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path: Path, xablate_cli: Any) -> None:
+    first = xablate_cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig9")
     assert first.returncode == 0, first.stderr
     (original,) = (tmp_path / "runs" / "fig9").glob("segdw-*")
 
-    second = cli(tmp_path, "-m", "segments=4,depthwise", *TINY, "trainer.threads=1", "study=fig11")
+    second = xablate_cli(tmp_path, "-m", "segments=4,depthwise", *TINY, "trainer.threads=1", "study=fig11")
     assert second.returncode == 0, second.stderr
     assert "1 completed in another study (copied, not trained again), 1 to run" in second.stdout
     copy = tmp_path / "runs" / "fig11" / original.name
@@ -134,7 +125,7 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     (trained,) = (tmp_path / "runs" / "fig11").glob("seg4-*")
     assert "reused_from" not in json.loads((trained / "summary.json").read_text())
 
-    third = cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig10", "reuse=false")
+    third = xablate_cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig10", "reuse=false")
     assert third.returncode == 0, third.stderr
     retrained = tmp_path / "runs" / "fig10" / original.name
     assert "reused_from" not in json.loads((retrained / "summary.json").read_text())

@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from xablate.config import register_configs
-from xablate.runs import register_resolvers, run_key
+from xablate.identity import Cell, register_resolvers, run_key
 from xablate.tracking import Tracker
 
 from .wandb_log import BLOCK_LEN, read_run
@@ -74,7 +74,7 @@ def tracker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_offline_run_holds_config_tags_history_and_summary(
     cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Tracker(cfg, tmp_path) as tracker:
+    with Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
         assert tracker.mode == "offline"
         for step in range(0, 3001, 10):  # enough rows for the log to span several 32 KiB blocks
             tracker.log({"train/loss": 1.0 / (step + 1), "train/lr": 0.2}, step=step)
@@ -115,7 +115,8 @@ def test_offline_run_holds_config_tags_history_and_summary(
 
 
 def test_disabled_writes_nothing_and_every_method_works(tmp_path: Path) -> None:
-    tracker = Tracker(make_cfg("logger.mode=disabled"), tmp_path)
+    cfg = make_cfg("logger.mode=disabled")
+    tracker = Tracker(cfg, Cell.of(cfg), tmp_path)
     tracker.log({"train/loss": 1.0}, step=0)
     tracker.set_summary({"status": "completed"})
     tracker.finish()
@@ -125,10 +126,12 @@ def test_disabled_writes_nothing_and_every_method_works(tmp_path: Path) -> None:
 
 
 def test_reopening_the_same_cell_continues_the_same_run_id(cfg: DictConfig, tmp_path: Path) -> None:
-    first = Tracker(cfg, tmp_path)
+    first = Tracker(cfg, Cell.of(cfg), tmp_path)
     first.log({"train/loss": 1.0}, step=10)
     first.finish()
-    second = Tracker(cfg, tmp_path)  # the same run key: W&B resumes the run (offline: a second folder, same id)
+    second = Tracker(
+        cfg, Cell.of(cfg), tmp_path
+    )  # the same run key: W&B resumes the run (offline: a second folder, same id)
     second.log({"train/loss": 0.5}, step=20)
     second.finish()
 
@@ -150,7 +153,7 @@ def test_online_without_network_falls_back_to_offline_with_one_warning(
     cfg = make_cfg("logger.mode=online")
     start = time.perf_counter()
     try:
-        with Tracker(cfg, tmp_path) as tracker:
+        with Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
             tracker.log({"train/loss": 1.0}, step=0)
         elapsed = time.perf_counter() - start
     finally:
@@ -168,7 +171,7 @@ def test_online_without_network_falls_back_to_offline_with_one_warning(
 
 
 def test_an_exception_in_the_block_fails_the_run_and_propagates(cfg: DictConfig, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="diverged"), Tracker(cfg, tmp_path) as tracker:
+    with pytest.raises(RuntimeError, match="diverged"), Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
         tracker.log({"train/loss": 1.0}, step=0)
         raise RuntimeError("loss diverged")
     tracker.log({"train/loss": 2.0}, step=1)  # after finish: a no-op
@@ -183,7 +186,7 @@ def test_an_exception_in_the_block_fails_the_run_and_propagates(cfg: DictConfig,
 def test_a_wandb_error_becomes_one_warning_and_turns_tracking_off(
     cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tracker = Tracker(cfg, tmp_path)
+    tracker = Tracker(cfg, Cell.of(cfg), tmp_path)
     tracker.log({"train/loss": 1.0}, step=0)
     wandb.teardown()  # finishes every run behind the tracker's back: the next W&B call raises
     tracker.log({"train/loss": 0.5}, step=1)
@@ -200,7 +203,7 @@ def test_a_wandb_error_becomes_one_warning_and_turns_tracking_off(
 def test_a_decreasing_step_is_dropped_with_one_warning(
     cfg: DictConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Tracker(cfg, tmp_path) as tracker:
+    with Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
         tracker.log({"train/loss": 1.0}, step=100)
         tracker.log({"val/acc": 0.5}, step=100)
         tracker.log({"train/loss": 2.0}, step=50)

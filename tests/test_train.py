@@ -5,49 +5,30 @@ from __future__ import annotations
 import csv
 import json
 import math
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from xablate.checkpoint import load_checkpoint
-from xablate.config import model_kwargs, register_configs
+from xablate.config import model_kwargs
 from xablate.data import build_loaders
+from xablate.engine import evaluate
+from xablate.lifecycle import run
 from xablate.metrics import COLUMNS
 from xablate.models import create_model
-from xablate.preflight import CONF_DIR
 from xablate.progress import Progress
-from xablate.run import run
-from xablate.runs import register_resolvers
 from xablate.runtime import deterministic
 from xablate.schedule import Schedule
-from xablate.train import evaluate
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
-
-
-def compose_cfg(*overrides: str) -> DictConfig:
-    register_configs()
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-def cli(tmp_path: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'runs'}"]
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def run_dirs(tmp_path: Path) -> list[Path]:
-    return sorted(p.parent for p in (tmp_path / "runs").glob("*/*/.hydra"))
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -56,7 +37,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Path) -> None:
+def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Path, compose_cfg: Any) -> None:
     cfg = compose_cfg(
         "data.train_subset=4096", "data.val_subset=1000", "data.batch_size=128", "trainer.epochs=2",
         "trainer.log_every=8", "model.width=0.5", "logger.mode=disabled", "trainer.threads=1",
@@ -86,11 +67,13 @@ def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Pat
 
 
 @pytest.mark.parametrize("extra", [[], ["optim.polyak_decay=0.9"]], ids=["plain", "polyak"])
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, extra: list[str]) -> None:
+def test_interrupted_run_resumes_to_the_same_numbers(
+    tmp_path: Path, extra: list[str], xablate_cli: Any, run_dirs: Any
+) -> None:
     args = [*TINY, "trainer.epochs=8", "trainer.eval_every=4", "trainer.log_every=2", "data.batch_size=32", *extra]
-    straight = cli(tmp_path / "a", *args)
+    straight = xablate_cli(tmp_path / "a", *args)
     assert straight.returncode == 0, straight.stderr
-    (reference,) = run_dirs(tmp_path / "a")
+    (reference,) = list(run_dirs(tmp_path / "a" / "runs" / "default").values())
 
     cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={tmp_path / 'b' / 'runs'}"]
     (tmp_path / "b").mkdir()
@@ -100,13 +83,13 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, extra: list
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
-    (resumed_dir,) = run_dirs(tmp_path / "b")
+    (resumed_dir,) = list(run_dirs(tmp_path / "b" / "runs" / "default").values())
     interrupted = json.loads((resumed_dir / "summary.json").read_text())
     assert interrupted["status"] == "interrupted", "the signal came too late to test resuming"
     assert proc.returncode != 0
     assert 0 < interrupted["steps"] < interrupted["total_steps"]
 
-    again = cli(tmp_path / "b", *args)
+    again = xablate_cli(tmp_path / "b", *args)
     assert again.returncode == 0, again.stderr
     assert "resuming from step" in again.stdout + again.stderr
     final = json.loads((resumed_dir / "summary.json").read_text())
@@ -121,11 +104,13 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, extra: list
     assert numbers(read_metrics(resumed_dir)) == numbers(read_metrics(reference))
 
 
-def test_polyak_averaging_is_what_the_evaluations_measure(tmp_path: Path) -> None:
+def test_polyak_averaging_is_what_the_evaluations_measure(
+    tmp_path: Path, compose_cfg: Any, xablate_cli: Any, run_dirs: Any
+) -> None:
     args = [*TINY, "trainer.epochs=2", "optim.polyak_decay=0.9"]
-    result = cli(tmp_path, *args)
+    result = xablate_cli(tmp_path, *args)
     assert result.returncode == 0, result.stderr
-    (run_dir,) = run_dirs(tmp_path)
+    (run_dir,) = list(run_dirs(tmp_path / "runs" / "default").values())
     summary = json.loads((run_dir / "summary.json").read_text())
     ckpt = load_checkpoint(run_dir / "checkpoint.pt", torch.device("cpu"))
     assert ckpt is not None and int(ckpt["averaged"]["n_averaged"]) == summary["steps"]
@@ -142,11 +127,11 @@ def test_polyak_averaging_is_what_the_evaluations_measure(tmp_path: Path) -> Non
     assert losses["raw"] != pytest.approx(summary["val_loss"], rel=1e-3)
 
 
-def test_non_finite_loss_fails_the_run_and_keeps_its_files(tmp_path: Path) -> None:
-    result = cli(tmp_path, *TINY, "optim.lr=1e30", "optim.warmup_steps=0", "trainer.log_every=1",
+def test_non_finite_loss_fails_the_run_and_keeps_its_files(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
+    result = xablate_cli(tmp_path, *TINY, "optim.lr=1e30", "optim.warmup_steps=0", "trainer.log_every=1",
                  "trainer.epochs=2", "trainer.eval_every=1")  # fmt: skip
     assert result.returncode == 1
-    (run_dir,) = run_dirs(tmp_path)
+    (run_dir,) = list(run_dirs(tmp_path / "runs" / "default").values())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed"
     assert "loss became" in summary["error"] and ("nan" in summary["error"] or "inf" in summary["error"])
@@ -155,18 +140,20 @@ def test_non_finite_loss_fails_the_run_and_keeps_its_files(tmp_path: Path) -> No
     assert "failed" in result.stdout + result.stderr
 
 
-def test_completed_run_is_skipped_and_rerun_keeps_the_old_results(tmp_path: Path) -> None:
+def test_completed_run_is_skipped_and_rerun_keeps_the_old_results(
+    tmp_path: Path, xablate_cli: Any, run_dirs: Any
+) -> None:
     args = [*TINY, "trainer.epochs=1"]
-    assert cli(tmp_path, *args).returncode == 0
-    (run_dir,) = run_dirs(tmp_path)
+    assert xablate_cli(tmp_path, *args).returncode == 0
+    (run_dir,) = list(run_dirs(tmp_path / "runs" / "default").values())
     first = (run_dir / "summary.json").read_text()
 
-    second = cli(tmp_path, *args)
+    second = xablate_cli(tmp_path, *args)
     assert second.returncode == 0
     assert "already completed" in second.stdout
     assert (run_dir / "summary.json").read_text() == first
 
-    third = cli(tmp_path, *args, "rerun=true")
+    third = xablate_cli(tmp_path, *args, "rerun=true")
     assert third.returncode == 0, third.stderr
     (archived,) = (run_dir / "archive").iterdir()
     assert (archived / "summary.json").read_text() == first
@@ -174,8 +161,8 @@ def test_completed_run_is_skipped_and_rerun_keeps_the_old_results(tmp_path: Path
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 
-def test_missing_fashion_mnist_is_one_line_naming_the_path_and_the_fixes(tmp_path: Path) -> None:
-    result = cli(tmp_path, "data.root=/nonexistent/fmnist")
+def test_missing_fashion_mnist_is_one_line_naming_the_path_and_the_fixes(tmp_path: Path, xablate_cli: Any) -> None:
+    result = xablate_cli(tmp_path, "data.root=/nonexistent/fmnist")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -191,7 +178,11 @@ def test_schedules_are_pure_functions_of_the_step() -> None:
     assert cosine(10) == pytest.approx(0.2)
     assert cosine(60) == pytest.approx(0.1)
     assert cosine(110) == pytest.approx(0.0, abs=1e-12)
-    assert [cosine(s) for s in range(110)] == [cosine(s) for s in range(110)]
+    shuffled = random.Random(0).sample(range(110), 110)
+    called_out_of_order = {s: cosine(s) for s in shuffled}
+    fresh = Schedule("cosine", 0.2, total_steps=110, warmup_steps=10)
+    assert called_out_of_order == {s: fresh(s) for s in range(110)}, "a resumed run rebuilds the schedule"
+    assert all(cosine(s) >= cosine(s + 1) for s in range(10, 110))
     paper = Schedule("step", 0.045, total_steps=10_000, decay_rate=0.94, decay_every=500)
     assert paper(499) == pytest.approx(0.045)
     assert paper(500) == pytest.approx(0.045 * 0.94)
@@ -200,7 +191,7 @@ def test_schedules_are_pure_functions_of_the_step() -> None:
     assert all(math.isfinite(cosine(s)) for s in range(200))
 
 
-def test_paper_recipes_compose() -> None:
+def test_paper_recipes_compose(compose_cfg: Any) -> None:
     sgd = compose_cfg("optim=paper_sgd")
     assert (sgd.optim.lr, sgd.optim.momentum, sgd.optim.weight_decay) == (0.045, 0.9, 1e-5)
     assert (sgd.optim.schedule, sgd.optim.decay_rate, sgd.optim.decay_epochs) == ("step", 0.94, 2)
@@ -212,10 +203,10 @@ def test_paper_recipes_compose() -> None:
     assert rms.model.drop_rate == 0.0
 
 
-def test_bf16_precision_trains_on_cpu(tmp_path: Path) -> None:
-    result = cli(tmp_path, *TINY, "trainer.epochs=1", "trainer.precision=bf16")
+def test_bf16_precision_trains_on_cpu(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
+    result = xablate_cli(tmp_path, *TINY, "trainer.epochs=1", "trainer.precision=bf16")
     assert result.returncode == 0, result.stderr
-    (run_dir,) = run_dirs(tmp_path)
+    (run_dir,) = list(run_dirs(tmp_path / "runs" / "default").values())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["precision"]) == ("completed", "bf16")
     assert math.isfinite(summary["val_loss"])
@@ -227,13 +218,15 @@ def test_deterministic_leaves_the_cpu_alone() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_same_seed_same_numbers_on_cuda(tmp_path: Path) -> None:
+def test_same_seed_same_numbers_on_cuda(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
     """cuDNN picks nondeterministic kernels by default; `trainer.deterministic` (on by default) must not."""
     summaries = []
     for attempt in ("a", "b"):
-        result = cli(tmp_path / attempt, *TINY, "trainer.device=cuda", "trainer.epochs=2", "data.crop_padding=2")
+        result = xablate_cli(
+            tmp_path / attempt, *TINY, "trainer.device=cuda", "trainer.epochs=2", "data.crop_padding=2"
+        )
         assert result.returncode == 0, result.stderr
-        (run_dir,) = run_dirs(tmp_path / attempt)
+        (run_dir,) = list(run_dirs(tmp_path / attempt / "runs" / "default").values())
         summaries.append(json.loads((run_dir / "summary.json").read_text()))
         assert summaries[-1]["device"] == "cuda"
     for key in ("val_loss", "val_top1", "val_top5"):

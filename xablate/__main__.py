@@ -32,12 +32,15 @@ if "PYTHONWARNINGS" not in os.environ:  # joblib's worker processes repeat it be
     os.environ["PYTHONWARNINGS"] = "ignore::UserWarning:multiprocessing.process"
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from .config import register_configs  # noqa: E402
 from .errors import ConfigError  # noqa: E402
+from .identity import register_resolvers  # noqa: E402
+from .lifecycle import exit_code, record_failure, run  # noqa: E402
 from .preflight import check_command  # noqa: E402
-from .runs import register_resolvers  # noqa: E402
 from .sweep import announce, finish  # noqa: E402
 
 
@@ -50,12 +53,6 @@ def _fail(err: ConfigError) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     """One job. In a multirun a failing cell records its failure and lets the sweep go on; a signal
     (Ctrl-C, SIGTERM, a cluster's pre-emption notice) stops the whole command after checkpointing."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from .run import record_failure, run
-    from .train import exit_code
-
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = run(cfg)

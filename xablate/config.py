@@ -13,9 +13,10 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from .axes import Axes
 from .errors import ConfigError
-from .layers import ACTIVATIONS, parse_segments
-from .models import create_model
+from .identity import Cell
+from .models import Xception, create_model
 
 DATASETS: tuple[str, ...] = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop")
@@ -128,30 +129,28 @@ def _positive(key: str, value: object, *, optional: bool = False, minimum: float
         raise ConfigError(f"{key}={value!r} is invalid; allowed: a number >= {minimum}")
 
 
-def parse_residual(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(f"residual={value!r} is invalid; allowed: true, false")
-
-
-def model_kwargs(cfg: Config | DictConfig) -> dict[str, Any]:
-    """The `create_model` arguments a config describes, with the axes parsed to their Python types."""
+def model_kwargs(cfg: Config | DictConfig, axes: Axes | None = None) -> dict[str, Any]:
+    """The `create_model` arguments a config describes, with the axes in their Python types."""
+    axes = Axes.parse(cfg) if axes is None else axes
     return dict(
         name=cfg.model.name,
         num_classes=cfg.data.num_classes,
         in_chans=cfg.data.in_chans,
-        segments=parse_segments(cfg.segments),
-        activation=cfg.activation,
-        residual=parse_residual(cfg.residual),
-        order=cfg.order,
-        mid_norm=cfg.mid_norm,
-        budget=cfg.budget,
+        **axes.as_dict(),
         width=cfg.model.width,
         middle_blocks=cfg.model.middle_blocks,
         drop_rate=cfg.model.drop_rate,
     )
+
+
+def build_model(cfg: Config | DictConfig, axes: Axes | None = None) -> Xception:
+    """The cell's model, on the current default device (meta inside `torch.device("meta")`)."""
+    kwargs = model_kwargs(cfg, axes)
+    return create_model(kwargs.pop("name"), **kwargs)
+
+
+def input_shape(cfg: Config | DictConfig) -> tuple[int, int, int]:
+    return (cfg.data.in_chans, cfg.data.image_size, cfg.data.image_size)
 
 
 def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
@@ -169,14 +168,13 @@ def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> 
             _check_known_keys(node, known, f"{prefix}{key}.")
 
 
-def validate(cfg: Config | DictConfig) -> None:
-    """Raise a one-line `ConfigError` for any value the run could not use; builds the model on meta."""
-    if isinstance(cfg, DictConfig):
-        _check_known_keys(cfg, OmegaConf.structured(Config))
-    parse_segments(cfg.segments)
-    if cfg.activation not in ACTIVATIONS:
-        _choice("activation", cfg.activation, tuple(ACTIVATIONS))
-    parse_residual(cfg.residual)
+def validate(cfg: DictConfig) -> Cell:
+    """The cell `cfg` describes, or a one-line `ConfigError` for any value the run could not use.
+
+    Builds the model on the meta device, so architecture errors (segments that do not divide a layer, an
+    unreachable parameter budget) surface here too."""
+    _check_known_keys(cfg, OmegaConf.structured(Config))
+    cell = Cell.of(cfg)
     _choice("data.name", cfg.data.name, DATASETS)
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     _choice("optim.schedule", cfg.optim.schedule, SCHEDULES)
@@ -200,6 +198,6 @@ def validate(cfg: Config | DictConfig) -> None:
         raise ConfigError(f"model.drop_rate={cfg.model.drop_rate!r} is invalid; allowed: 0 <= p < 1")
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
-    kwargs = model_kwargs(cfg)
     with torch.device("meta"):
-        create_model(kwargs.pop("name"), **kwargs)
+        build_model(cfg, cell.axes)
+    return cell

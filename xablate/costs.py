@@ -76,3 +76,14 @@ def profile(model: Xception, input_shape: tuple[int, int, int]) -> ModelCost:
 
 def _on_meta(model: nn.Module) -> bool:
     return all(p.is_meta for p in model.parameters())
+
+
+def format_costs(name: str, what: str, input_shape: tuple[int, int, int], cost: ModelCost) -> str:
+    """The dry run's table: each stage's output shape, parameters and multiply-adds, then the totals."""
+    shape = "x".join(map(str, input_shape))
+    lines = [f"{name}  {what} ({shape})", f"  {'stage':<8}{'output':>14}{'params':>14}{'MACs':>16}"]
+    for stage in cost.stages:
+        out = "x".join(map(str, stage.out_shape))
+        lines.append(f"  {stage.name:<8}{out:>14}{stage.params:>14,}{stage.macs:>16,}")
+    lines.append(f"  {'total':<8}{'':>14}{cost.params:>14,}{cost.macs:>16,}")
+    return "\n".join(lines)

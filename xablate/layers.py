@@ -13,34 +13,18 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from .axes import Segments, parse_choice
 from .errors import ConfigError
 
-Segments = int | Literal["depthwise"]
 Order = Literal["depthwise_first", "pointwise_first"]
 LayerType = Callable[..., nn.Module]
 
-ACTIVATIONS: dict[str, LayerType] = {"none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU}
-ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
+ACT_LAYERS: dict[str, LayerType] = {"none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU}
 
 
 def get_act_layer(name: str) -> LayerType:
     """The activation type for a name of the `activation` axis (`none` is the paper's Xception)."""
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        allowed = ", ".join(ACTIVATIONS)
-        raise ConfigError(f"activation={name!r} is not known; allowed: {allowed}") from None
-
-
-def parse_segments(value: object) -> Segments:
-    """Normalise a `segments` value from a config or the command line: a positive int or 'depthwise'."""
-    if isinstance(value, str) and value.strip().lower() == "depthwise":
-        return "depthwise"
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(f"segments={value!r} is invalid; allowed: an integer >= 1 or 'depthwise'")
+    return ACT_LAYERS[parse_choice("activation", name)]
 
 
 def resolve_groups(segments: Segments, channels: int) -> int:

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .axes import Segments, parse_choice, parse_segments
 from .errors import ConfigError
-from .layers import ORDERS, LayerType, Order, Segments, SeparableConv2d, get_act_layer, parse_segments
+from .layers import LayerType, Order, SeparableConv2d, get_act_layer
 
-BUDGETS: tuple[str, ...] = ("none", "params")
 BUDGET_TOLERANCE = 0.05
 
 
@@ -99,7 +99,9 @@ class XceptionArch:
 
 
 class XceptionModule(nn.Module):
-    """A residual module built from a `ModuleSpec`; the skip is added out of place."""
+    """A residual module built from a `ModuleSpec`; the skip is added out of place.
+
+    `main_path` names the main branch's layers in the order `forward` applies them."""
 
     def __init__(
         self,
@@ -111,17 +113,21 @@ class XceptionModule(nn.Module):
         norm_layer: LayerType,
     ) -> None:
         super().__init__()
+        layers: list[tuple[str, nn.Module]] = []
         chs = in_chs
         for i, out_chs in enumerate(spec.chs, start=1):
             if i > 1 or spec.lead_act:
-                self.add_module(f"act{i}", nn.ReLU())
-            self.add_module(f"sep{i}", SeparableConv2d(chs, out_chs, norm_layer=norm_layer, **sep_kwargs))
-            self.add_module(f"bn{i}", norm_layer(out_chs))
+                layers.append((f"act{i}", nn.ReLU()))
+            layers.append((f"sep{i}", SeparableConv2d(chs, out_chs, norm_layer=norm_layer, **sep_kwargs)))
+            layers.append((f"bn{i}", norm_layer(out_chs)))
             chs = out_chs
         if spec.pool:
-            self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+            layers.append(("pool", nn.MaxPool2d(3, stride=2, padding=1)))
         if spec.tail_act:
-            self.act_out = nn.ReLU()
+            layers.append(("act_out", nn.ReLU()))
+        for name, layer in layers:
+            self.add_module(name, layer)
+        self.main_path: tuple[str, ...] = tuple(name for name, _ in layers)
         self.out_chs = chs
         self.skip: nn.Module | None = None
         if residual and spec.skip:
@@ -133,9 +139,8 @@ class XceptionModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = x
-        for name, layer in self.named_children():
-            if name != "skip":
-                out = layer(out)
+        for name in self.main_path:
+            out = getattr(self, name)(out)
         return out if self.skip is None else out + self.skip(x)
 
 
@@ -248,11 +253,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not known; allowed: {', '.join(allowed)}")
-
-
 def check_segments(arch: XceptionArch, segments: Segments, order: Order, model_name: str) -> None:
     """Fail with the list of valid values when `segments` does not divide every separable layer."""
     valid = arch.valid_segments(order)
@@ -306,8 +306,8 @@ def _create_xception(
     **kwargs: Any,
 ) -> Xception:
     segments = parse_segments(segments)
-    _check_choice("order", order, ORDERS)
-    _check_choice("budget", budget, BUDGETS)
+    parse_choice("order", order)
+    parse_choice("budget", budget)
     if not isinstance(residual, bool):
         raise ConfigError(f"residual={residual!r} is invalid; allowed: true, false")
     if not (isinstance(width, int | float) and width > 0):

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .results import SUMMARY, read_summary, write_json_atomic
+from .summary import SUMMARY, read_summary, write_json_atomic
 
 NOT_COPIED = frozenset({SUMMARY, "wandb", ".hydra", "archive"})
 

@@ -1,6 +1,6 @@
 """A sweep as a whole: what its cells' folders already hold before it starts, and a report when it ends.
 
-Every cell has a deterministic folder (see `runs.py`), so the parent process knows where each job will
+Every cell has a deterministic folder (see `identity.py`), so the parent process knows where each job will
 write before Hydra launches anything, whatever the launcher, and can read the verdicts afterwards.
 """
 
@@ -14,15 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .results import read_summary
+from .identity import cell_folder
 from .reuse import completed_twin
-from .runs import run_dir_name
+from .summary import read_summary
 
 DONE = ("completed", "dry_run")
-
-
-def cell_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.out_dir) / cfg.study / run_dir_name(cfg)
 
 
 def announce(cells: list[DictConfig]) -> str:
@@ -31,7 +27,7 @@ def announce(cells: list[DictConfig]) -> str:
         return f"sweep: {len(cells)} cells, dry run"
     if cells and cells[0].rerun:
         return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
-    status = [(read_summary(cell_dir(c)) or {}).get("status", "new") for c in cells]
+    status = [(read_summary(cell_folder(c)) or {}).get("status", "new") for c in cells]
     before = Counter(status)
     parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
     if before["interrupted"] + before["failed"]:
@@ -39,7 +35,7 @@ def announce(cells: list[DictConfig]) -> str:
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
         )
     fresh = [c for c, s in zip(cells, status, strict=True) if s in ("new", "dry_run")]
-    reused = sum(1 for c in fresh if c.reuse and completed_twin(cell_dir(c)) is not None)
+    reused = sum(1 for c in fresh if c.reuse and completed_twin(cell_folder(c)) is not None)
     if reused:
         parts.append(f"{reused} completed in another study (copied, not trained again)")
     parts.append(f"{len(fresh) - reused} to run")
@@ -49,7 +45,7 @@ def announce(cells: list[DictConfig]) -> str:
 def report_rows(cells: list[DictConfig]) -> list[dict[str, Any]]:
     rows = []
     for cfg in cells:
-        folder = cell_dir(cfg)
+        folder = cell_folder(cfg)
         summary = read_summary(folder) or {"status": "missing", "error": "no summary.json was written"}
         rows.append(
             {
@@ -94,7 +90,7 @@ def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
 def finish(cells: list[DictConfig]) -> int:
     """Print and write the report of a finished sweep; return the number of cells that did not succeed."""
     rows = report_rows(cells)
-    sweep_dirs = sorted({cell_dir(c).parent for c in cells})
+    sweep_dirs = sorted({cell_folder(c).parent for c in cells})
     print("\n" + format_table(rows), flush=True)
     for sweep_dir in sweep_dirs:
         path = write_report([r for r in rows if Path(r["path"]).parent == sweep_dir], sweep_dir)

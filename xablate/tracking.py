@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .run import axes
-from .runs import run_key, run_name
+from .axes import NAMES, text
+from .identity import Cell
 
 if TYPE_CHECKING:
     import wandb
@@ -36,9 +36,7 @@ ONLINE_INIT_TIMEOUT_S: float = 5.0
 ONLINE_FINISH_TIMEOUT_S: float = 60.0
 """How long `finish` waits for uploads of an online run; what is left stays in the local log for `wandb sync`."""
 
-TAG_AXES: tuple[str, ...] = (
-    "model", "data", "segments", "activation", "residual", "order", "mid_norm", "budget", "seed",
-)  # fmt: skip
+TAG_AXES: tuple[str, ...] = ("model", "data", *NAMES, "seed")
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -53,14 +51,10 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
-def run_tags(cfg: DictConfig) -> list[str]:
+def run_tags(cell: Cell) -> list[str]:
     """`axis=value` tags, such as `segments=4` or `residual=true`, to filter and group runs in the W&B UI."""
-    values = axes(cfg)
-    return [f"{axis}={_tag_value(values[axis])}" for axis in TAG_AXES]
-
-
-def _tag_value(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    values = cell.record()
+    return [f"{axis}={text(values[axis])}" for axis in TAG_AXES]
 
 
 def wandb_settings(wandb_module: Any, mode: str) -> wandb.Settings:
@@ -145,7 +139,7 @@ class Tracker:
     shows as failed, and the exception propagates.
     """
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, *, job_type: str = "train") -> None:
+    def __init__(self, cfg: DictConfig, cell: Cell, out_dir: Path, *, job_type: str = "train") -> None:
         self._run: wandb.Run | None = None
         self._broken = False  # a W&B call failed: no more calls but finish
         self._run_dir: Path | None = None
@@ -164,11 +158,11 @@ class Tracker:
                 project=cfg.logger.project,
                 entity=cfg.logger.entity,
                 config=resolved_config(cfg),
-                group=str(cfg.study),
+                group=cell.study,
                 job_type=job_type,
-                name=run_name(cfg),
-                id=run_key(cfg),
-                tags=run_tags(cfg),
+                name=cell.name,
+                id=cell.key,
+                tags=run_tags(cell),
                 dir=str(out_dir),
                 resume="allow",
             )

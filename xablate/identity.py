@@ -1,21 +1,24 @@
-"""Run identity: a readable name and a deterministic key from the resolved config.
+"""A cell's identity: its axes, a readable name, a deterministic key and the folder it lands in.
 
 The key hashes everything that changes a run's numbers (axes, model, data, optimiser, budget, seed) and
 nothing that does not (output paths, logging, data location), nor what only chooses among kernels that
-compute the same run (CPU threads, GPU determinism), so the same cell always lands in the same directory:
-re-running a command finds its earlier results instead of overwriting or repeating them.
+compute the same run (CPU threads, GPU determinism), so the same cell always lands in the same folder:
+running a command again finds its earlier results instead of overwriting or repeating them.
+
+Parsed once, at the entry, into a frozen `Cell`; the layers below take the `Cell`, never the raw axes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import parse_residual
-from .layers import parse_segments
+from .axes import Axes, parse_bool, parse_segments
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
@@ -49,7 +52,7 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
         if container.get(parent, {}).get(leaf, 0) is None:
             del container[parent][leaf]
     container["segments"] = parse_segments(container["segments"])
-    container["residual"] = parse_residual(container["residual"])
+    container["residual"] = parse_bool("residual", container["residual"])
     return container
 
 
@@ -61,24 +64,58 @@ def run_key(cfg: DictConfig) -> str:
 
 def run_name(cfg: DictConfig) -> str:
     """A readable name from the axes, such as `seg4-relu-res-s0` (`segdw` for depthwise)."""
-    segments = parse_segments(cfg.segments)
-    parts = [
-        f"seg{'dw' if segments == 'depthwise' else segments}",
-        str(cfg.activation),
-        "res" if parse_residual(cfg.residual) else "nores",
-    ]
-    if cfg.order == "pointwise_first":
-        parts.append("pwfirst")
-    if cfg.mid_norm:
-        parts.append("midbn")
-    if cfg.budget == "params":
-        parts.append("isoparams")
-    parts.append(f"s{cfg.seed}")
-    return "-".join(parts)
+    return "-".join([*Axes.parse(cfg).name_parts, f"s{cfg.seed}"])
 
 
 def run_dir_name(cfg: DictConfig) -> str:
     return f"{run_name(cfg)}-{run_key(cfg)}"
+
+
+def cell_folder(cfg: DictConfig) -> Path:
+    """`<out_dir>/<study>/<name>-<key>`: where the cell's files go, known before anything is launched."""
+    return Path(cfg.out_dir) / str(cfg.study) / run_dir_name(cfg)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Who a run is: the parsed axes and seed, what it trains on, and where its files go."""
+
+    axes: Axes
+    seed: int
+    name: str
+    key: str
+    study: str
+    model: str
+    data: str
+    folder: Path
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> Cell:
+        """Parse a composed config's identity (raises a one-line ConfigError for a bad axis value)."""
+        axes, seed, key = Axes.parse(cfg), int(cfg.seed), run_key(cfg)
+        name = "-".join([*axes.name_parts, f"s{seed}"])
+        return cls(
+            axes=axes,
+            seed=seed,
+            name=name,
+            key=key,
+            study=str(cfg.study),
+            model=str(cfg.model.name),
+            data=str(cfg.data.name),
+            folder=Path(cfg.out_dir) / str(cfg.study) / f"{name}-{key}",
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The identity fields of `summary.json`, in their published order."""
+        return {
+            "name": self.name,
+            "run_key": self.key,
+            "study": self.study,
+            "model": self.model,
+            "data": self.data,
+            **self.axes.as_dict(),
+            "seed": self.seed,
+        }
 
 
 def register_resolvers() -> None:

@@ -1,0 +1,205 @@
+"""The training engine as plain parts: what a run is built from, one gradient step, one evaluation.
+
+Deliberately plain (airbench / nanoGPT style): data already on the device, a schedule that is a pure
+function of the step, and a step that is one function a benchmark or a notebook can call as the loop does.
+The loop itself (`train.py`) strings these together; the cell's lifecycle (`lifecycle.py`) sits above it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from . import distributed
+from .config import build_model, input_shape
+from .costs import ModelCost, profile
+from .data import Loader, build_loaders
+from .distributed import SINGLE, World
+from .identity import Cell
+from .metrics import topk_correct
+from .runtime import autocast
+from .schedule import Schedule
+
+
+def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Weight decay (the paper's L2) on conv and linear weights only, not on BatchNorm or biases."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, eps=cfg.eps)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def polyak(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """Polyak averaging, as the paper evaluates: an exponential moving average of the weights and the
+    BatchNorm statistics, updated after every step; every evaluation uses it instead of the raw model."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def build_schedule(cfg: DictConfig, total_steps: int, steps_per_epoch: int, batch_size: int) -> Schedule:
+    if cfg.decay_samples:
+        decay_every = max(1, round(cfg.decay_samples / batch_size))
+    else:
+        decay_every = max(1, round(cfg.decay_epochs * steps_per_epoch))
+    return Schedule(cfg.schedule, cfg.lr, total_steps, cfg.warmup_steps, cfg.decay_rate, decay_every)
+
+
+def memory_format_of(cfg: DictConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+
+
+@dataclass
+class StepParts:
+    """What one gradient step touches. `step_model` is what the step calls: the model itself, or its DDP or
+    compiled wrapper; `model` is the raw module (checkpointed, averaged, evaluated)."""
+
+    model: nn.Module
+    step_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    scaler: torch.amp.GradScaler
+    averaged: AveragedModel | None
+    device: torch.device
+    precision: str = "32"
+    memory_format: torch.memory_format = torch.channels_last
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.model if self.averaged is None else self.averaged.module
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint's model, optimiser, scaler and (with Polyak averaging) averaged-model states."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged"])
+
+
+def train_step(parts: StepParts, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
+    """One optimiser step at learning rate `lr`; returns the (detached) loss and logits."""
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr
+    x = x.contiguous(memory_format=parts.memory_format)
+    with autocast(parts.device, parts.precision):
+        logits = parts.step_model(x)
+        loss = parts.criterion(logits, y)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    if parts.averaged is not None:
+        parts.averaged.update_parameters(parts.model)
+    return loss.detach(), logits.detach()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: Any, device: torch.device, precision: str, world: World = SINGLE
+) -> dict[str, float]:
+    """Loss and top-1/top-5 accuracy over the whole validation set (each rank its shard, then summed)."""
+    model.eval()
+    loss = torch.zeros((), device=device)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    for x, y in loader.batches(0):
+        with autocast(device, precision):
+            logits = model(x)
+        loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+        c1, c5 = topk_correct(logits, y)
+        correct1 += c1
+        correct5 += c5
+        count += y.shape[0]
+    model.train()
+    total = torch.tensor(float(count), device=device)
+    loss, correct1, correct5, total = distributed.all_sum(world, loss, correct1, correct5, total)
+    n = total.item()
+    return {"loss": loss.item() / n, "top1": correct1.item() / n, "top5": correct5.item() / n}
+
+
+@dataclass
+class Engine:
+    """A run's built parts: the step's parts, the loaders, the schedule and the run's length and rhythm."""
+
+    parts: StepParts
+    train_loader: Loader
+    val_loader: Loader
+    schedule: Schedule
+    cost: ModelCost
+    steps_per_epoch: int
+    total: int
+    eval_every: int
+    log_every: int
+
+
+def _step_parts(
+    cfg: DictConfig, model: nn.Module, steps: tuple[int, int], device: torch.device, world: World
+) -> tuple[StepParts, Schedule]:
+    """The optimiser, loss, scaler, averaging and wrappers of `model`, and the schedule over
+    `steps` = (total steps, steps per epoch)."""
+    total, spe = steps
+    optimizer = build_optimizer(cfg.optim, model)
+    schedule = build_schedule(cfg.optim, total, spe, cfg.data.batch_size)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+    precision = str(cfg.trainer.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    averaged = polyak(model, cfg.optim.polyak_decay)
+    step_model: nn.Module = model
+    if world.distributed:
+        step_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.trainer.compile:
+        step_model = torch.compile(step_model)
+    memory_format = memory_format_of(cfg)
+    parts = StepParts(model, step_model, optimizer, criterion, scaler, averaged, device, precision, memory_format)
+    return parts, schedule
+
+
+def build_engine(cfg: DictConfig, cell: Cell, device: torch.device, world: World = SINGLE) -> Engine:
+    """Model (seeded by the cell's seed), loaders, optimiser, schedule: everything the loop runs on."""
+    torch.manual_seed(cell.seed)
+    model = build_model(cfg, cell.axes)
+    cost = profile(model, input_shape(cfg))
+    if world.distributed and cfg.trainer.sync_bn:
+        model = distributed.convert_sync_bn(model, device)
+    model.to(device=device, memory_format=memory_format_of(cfg))
+    train_loader, val_loader = build_loaders(
+        cfg.data, seed=cell.seed, device=device, rank=world.rank, world_size=world.size
+    )
+    steps_per_epoch = len(train_loader)
+    total = math.ceil(cfg.trainer.epochs * steps_per_epoch)
+    if cfg.trainer.max_steps is not None:
+        total = min(total, cfg.trainer.max_steps)
+    parts, schedule = _step_parts(cfg, model, (total, steps_per_epoch), device, world)
+    return Engine(
+        parts=parts,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        schedule=schedule,
+        cost=cost,
+        steps_per_epoch=steps_per_epoch,
+        total=total,
+        eval_every=cfg.trainer.eval_every or steps_per_epoch,
+        log_every=cfg.trainer.log_every,
+    )

@@ -1,0 +1,44 @@
+"""One path for every logged row: `metrics.csv`, W&B and the progress line all read the same row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .metrics import MetricsLog
+from .progress import Progress
+from .tracking import Tracker
+
+WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset({"lr"})}
+"""Columns of a split that W&B does not get: the learning rate is a training quantity, charted once."""
+
+
+class RunLog:
+    """Logs a row of `split` at a gradient step: a `metrics.csv` row, `<split>/<column>` values in W&B, and
+    for an evaluation a progress line with the latest training figures (`recent`) and the ETA (`eta_s`).
+    `metrics` and `tracker` are None where this process does not write them (ranks other than 0)."""
+
+    def __init__(
+        self,
+        metrics: MetricsLog | None,
+        tracker: Tracker | None,
+        progress: Progress,
+        *,
+        recent: Callable[[], dict[str, float]],
+        eta_s: Callable[[], float],
+    ) -> None:
+        self.metrics, self.tracker, self.progress = metrics, tracker, progress
+        self._recent, self._eta_s = recent, eta_s
+        self._last_train: dict[str, Any] = {}
+
+    def log(self, split: str, step: int, row: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.write({"step": step, "split": split, **row})
+        if self.tracker is not None:
+            skip = WANDB_SKIPS.get(split, frozenset())
+            self.tracker.log({f"{split}/{k}": v for k, v in row.items() if k not in skip}, step)
+        if split == "train":
+            self._last_train = row
+        elif split == "val":
+            recent = self._last_train or self._recent()
+            self.progress.evaluation(step, row["epoch"], recent, row, row["wall_s"], self._eta_s())
