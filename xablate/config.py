@@ -13,7 +13,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from .axes import Axes
+from .axes import BASELINE, Axes
 from .errors import ConfigError
 from .identity import Cell
 from .models import Xception, create_model
@@ -98,12 +98,12 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    segments: Any = "depthwise"
-    activation: Any = "none"
-    residual: Any = True
-    order: str = "depthwise_first"
-    mid_norm: bool = False
-    budget: str = "none"
+    segments: Any = BASELINE.segments
+    activation: Any = BASELINE.activation
+    residual: Any = BASELINE.residual
+    order: str = BASELINE.order
+    mid_norm: bool = BASELINE.mid_norm
+    budget: str = BASELINE.budget
     seed: int = 0
     dry_run: bool = False
     rerun: bool = False
