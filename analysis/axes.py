@@ -68,7 +68,9 @@ def legend_label(axis: str, value: Any) -> str:
     if axis == "residual":
         return "with residual connections" if value else "without residual connections"
     if axis == "activation":
-        return {"none": "no activation", "relu": "ReLU", "elu": "ELU"}.get(value, str(value))
+        return {"none": "no activation", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}.get(
+            value, str(value)
+        )
     if axis == "segments":
         if value == DEPTHWISE:
             return "depthwise (Xception)"

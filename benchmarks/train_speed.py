@@ -141,7 +141,7 @@ def harness(
 
 def data_share(*, batch: int, step_s: float) -> float:
     """Seconds to produce one augmented, normalised Fashion-MNIST batch, as a share of a step."""
-    train, _ = build_loaders(DataConfig(batch_size=batch), seed=0, device=torch.device("cpu"))
+    train = build_loaders(DataConfig(batch_size=batch), seed=0, device=torch.device("cpu")).train
     batches = train.batches(0)
     next(batches)
     start = time.perf_counter()

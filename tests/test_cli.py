@@ -104,7 +104,7 @@ BAD_COMMANDS: list[tuple[list[str], str]] = [
     (["segments=0"], "segments=0"),
     (["segments=-2"], "segments=-2"),
     (["segments=four"], "four"),
-    (["activation=gelu"], "gelu"),
+    (["activation=tanh"], "tanh"),
     (["residual=maybe"], "maybe"),
     (["model=resnet"], "resnet"),
     (["-m", "segments=1,3"], "segments=3"),

@@ -13,7 +13,7 @@ import torch
 
 from xablate.config import DataConfig
 from xablate.data import TensorLoader, build_loaders, check_data
-from xablate.data.core import Normalizer
+from xablate.data.core import Normalizer, holdout_indices
 from xablate.data.sources import read_cifar, read_fashion_mnist
 from xablate.errors import ConfigError
 
@@ -88,7 +88,7 @@ def test_cifar10_pixels_and_labels(tmp_path: Path) -> None:
     assert splits.val_labels.tolist() == [(9 * i) % 10 for i in range(10)]
     # Through the val loader: in order, unaugmented, normalised.
     cfg = data_cfg(**CIFAR_CFG, root=str(folder), batch_size=8)
-    _, val = build_loaders(cfg, seed=0, device=CPU)
+    _, val, _ = build_loaders(cfg, seed=0, device=CPU)
     images = torch.cat([x for x, _ in collect(val)])
     expected = (torch.from_numpy(pattern(1000, 10)).float() / 255 - 0.5) / 0.25
     torch.testing.assert_close(images, expected, rtol=0, atol=1e-5)
@@ -101,7 +101,7 @@ def test_cifar100_fine_labels(tmp_path: Path) -> None:
     assert splits.train_labels.tolist() == [(7 * i) % 100 for i in range(20)]
     assert splits.val_labels.tolist() == [(3 * i) % 100 for i in range(10)]
     cfg = data_cfg(**{**CIFAR_CFG, "name": "cifar100", "num_classes": 100}, root=str(tmp_path), batch_size=4)
-    train, val = build_loaders(cfg, seed=0, device=CPU)
+    train, val, _ = build_loaders(cfg, seed=0, device=CPU)
     assert (len(train), train.num_samples, len(val), val.num_samples) == (5, 20, 3, 10)
 
 
@@ -142,7 +142,7 @@ def test_cifar_pickle_may_not_run_code(tmp_path: Path) -> None:
 
 def test_image_size_and_channel_checks(tmp_path: Path) -> None:
     folder = write_cifar10(tmp_path)
-    train, val = build_loaders(
+    train, val, _ = build_loaders(
         data_cfg(**{**CIFAR_CFG, "image_size": 16}, root=str(folder), batch_size=8), seed=0, device=CPU
     )
     assert next(train.batches(0))[0].shape == (8, 3, 16, 16) and next(val.batches(0))[0].shape == (8, 3, 16, 16)
@@ -160,7 +160,7 @@ def test_subsets_are_sized_and_stable(tmp_path: Path) -> None:
         **CIFAR_CFG, root=str(folder), batch_size=4, train_subset=24, val_subset=5, crop_padding=0, hflip=False
     )
     runs = [build_loaders(cfg, seed=seed, device=CPU) for seed in (0, 0, 1)]
-    for train, val in runs:
+    for train, val, _ in runs:
         assert (train.num_samples, val.num_samples, len(train), len(val)) == (24, 5, 6, 2)
 
     def samples(loader) -> set[bytes]:
@@ -253,7 +253,7 @@ SYNTH = dict(
 
 def test_synthetic_shapes_and_labels() -> None:
     cfg = data_cfg(**{**SYNTH, "in_chans": 3, "image_size": 16, "mean": [0.5] * 3, "std": [0.25] * 3})
-    train, val = build_loaders(cfg, seed=3, device=CPU)
+    train, val, _ = build_loaders(cfg, seed=3, device=CPU)
     assert (len(train), train.num_samples, len(val), val.num_samples) == (6, 192, 3, 70)
     for x, y in collect(train) + collect(val):
         assert x.dtype == torch.float32 and x.shape[1:] == (3, 16, 16) and y.dtype == torch.int64
@@ -274,7 +274,7 @@ def test_same_seed_same_batches_different_seed_different() -> None:
 
 
 def test_resume_equals_the_tail_of_an_epoch() -> None:
-    train, val = build_loaders(data_cfg(**SYNTH), seed=1, device=CPU)
+    train, val, _ = build_loaders(data_cfg(**SYNTH), seed=1, device=CPU)
     for loader in (train, val):
         full = collect(loader, epoch=2)
         for k in (0, 1, len(loader) - 1, len(loader)):
@@ -436,7 +436,7 @@ def test_imagefolder_shapes_labels_and_determinism(tmp_path: Path) -> None:
         num_workers=0,
         hflip=True,
     )
-    train, val = build_loaders(cfg, seed=0, device=CPU)
+    train, val, _ = build_loaders(cfg, seed=0, device=CPU)
     assert (len(train), train.num_samples, len(val), val.num_samples) == (1, 4, 1, 4)
     expected = {
         label: torch.tensor(colour, dtype=torch.float32).view(3, 1, 1) / 255
@@ -464,3 +464,53 @@ def test_imagefolder_checks(tmp_path: Path) -> None:
     check_data(cfg)
     with pytest.raises(ConfigError, match=r"data\.num_classes=2"):
         check_data(data_cfg(name="imagefolder", root=str(tmp_path), num_classes=1000))
+
+
+# --- the held-out validation split --------------------------------------------------------------------
+
+FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_holdout_is_stratified_fixed_by_its_own_seed_and_never_trained_on() -> None:
+    labels = torch.arange(1000) % 10
+    labels[:100] = 3  # an unbalanced class: its share of the holdout is larger
+    held = holdout_indices(labels, 200, seed=7)
+    assert len(held) == 200 == len(set(held.tolist()))
+    counts = torch.bincount(labels[held], minlength=10)
+    expected = torch.bincount(labels, minlength=10).double() * 200 / 1000
+    assert ((counts - expected).abs() < 1).all(), counts
+    assert torch.equal(held, holdout_indices(labels, 200, seed=7))
+    assert not torch.equal(held, holdout_indices(labels, 200, seed=8))
+    with pytest.raises(ConfigError, match=r"data\.holdout=1000"):
+        holdout_indices(labels, 1000, seed=7)
+
+
+@pytest.mark.skipif(not FASHION_ROOT.is_dir(), reason="Fashion-MNIST not installed")
+def test_held_out_images_never_reach_a_training_batch() -> None:
+    """The training loader's samples are tracked back to the training split: across epochs, no batch holds
+    a held-out image; every run seed validates on the same images; the test split is the official one."""
+    cfg = data_cfg(root=str(FASHION_ROOT), holdout=2000, train_subset=6000, batch_size=500)
+    seen: set[int] = set()
+    loaders = [build_loaders(cfg, seed=seed, device=CPU) for seed in (0, 1)]
+    for train, _, _ in loaders:
+        for epoch in range(2):
+            for position in train.order(epoch)[: len(train) * train.batch_size]:
+                seen.add(int(train.source[position]))
+    held = set(loaders[0].val.source.tolist())
+    assert len(held) == 2000 and not held & seen
+    assert held == set(loaders[1].val.source.tolist()), "the holdout does not depend on the run's seed"
+    assert len(set(loaders[0].train.source.tolist())) == 6000
+    assert loaders[0].test is not None and loaders[0].test.num_samples == 10_000
+    labels = read_fashion_mnist(str(FASHION_ROOT)).train_labels
+    assert torch.bincount(labels[sorted(held)], minlength=10).tolist() == [200] * 10
+
+
+def test_holdout_zero_validates_on_the_test_split_as_before() -> None:
+    cfg = data_cfg(**SYNTH)
+    before = build_loaders(cfg, seed=4, device=CPU)
+    assert before.test is None
+    with_holdout = build_loaders(data_cfg(**{**SYNTH, "holdout": 32}), seed=4, device=CPU)
+    assert with_holdout.val.num_samples == 32 and with_holdout.test is not None
+    assert with_holdout.train.num_samples == before.train.num_samples
+    assert with_holdout.test.num_samples == before.val.num_samples == 70
+    assert not set(with_holdout.val.source.tolist()) & set(with_holdout.train.source.tolist())

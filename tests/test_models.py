@@ -24,7 +24,9 @@ SEGMENTS: tuple[int | str, ...] = (1, 2, 4, 16, "depthwise")
 RESIDUALS: tuple[bool, ...] = (True, False)
 ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
 MINI = dict(num_classes=10, in_chans=1)  # Fashion-MNIST: 28x28 grey, 10 classes
-ACT_TYPES: dict[str, type[nn.Module]] = {"none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU}
+ACT_TYPES: dict[str, type[nn.Module]] = {
+    "none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
+}  # fmt: skip
 
 # Paper facts (PAPER.md, "The architecture").
 PAPER_PARAMS = 22_855_952
@@ -367,7 +369,7 @@ def test_builders_set_no_device() -> None:
         ("xception_mini", {"segments": "four"}, ["segments='four'", "depthwise"]),
         ("xception_mini", {"segments": 1.5}, ["segments=1.5", "depthwise"]),
         ("xception_mini", {"segments": True}, ["segments=True", "depthwise"]),
-        ("xception_mini", {"activation": "gelu"}, ["gelu", "none, relu, elu"]),
+        ("xception_mini", {"activation": "tanh"}, ["tanh", "none, relu, elu, gelu, silu"]),
         ("xception_mini", {"residual": "maybe"}, ["maybe", "true, false"]),
         ("resnet", {}, ["resnet", "xception, xception_mini"]),
         ("xception_mini", {"order": "sideways"}, ["sideways", "depthwise_first, pointwise_first"]),

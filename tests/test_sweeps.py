@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from xablate.axes import parse_segments
+from xablate.sweep import still_rising
 
 from .wandb_log import read_run
 
@@ -23,6 +24,7 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     first = xablate_cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
+    assert "budget: " in first.stdout and " steps of " in first.stdout
     study = tmp_path / "runs" / "demo"
     cells = summaries(study)
     assert sorted(str(s["segments"]) for s in cells.values()) == ["1", "4", "depthwise"]
@@ -130,3 +132,24 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     retrained = tmp_path / "runs" / "fig10" / original.name
     assert "reused_from" not in json.loads((retrained / "summary.json").read_text())
     assert (retrained / "wandb").is_dir()
+
+
+def test_a_cell_trained_with_another_thread_count_is_trained_again(
+    tmp_path: Path, xablate_cli: Any, summaries: Any
+) -> None:
+    first = xablate_cli(
+        tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig9", "logger.mode=disabled"
+    )
+    assert first.returncode == 0, first.stderr
+    args = ["-m", "segments=depthwise", *TINY, "trainer.threads=2", "study=fig10", "logger.mode=disabled"]
+    second = xablate_cli(tmp_path, *args)
+    assert second.returncode == 0, second.stderr
+    assert "1 not reused: trained with 1 threads there, 2 here" in second.stdout
+    (cell,) = summaries(tmp_path / "runs" / "fig10").values()
+    assert "reused_from" not in cell and cell["threads"] == 2
+
+
+def test_a_short_sweep_says_its_budget_and_that_it_had_not_converged() -> None:
+    assert still_rising([(10, 0.5, 0.60), (30, 1.5, 0.70), (40, 2.0, 0.80)])
+    assert not still_rising([(10, 0.5, 0.60), (30, 1.5, 0.899), (40, 2.0, 0.90)])
+    assert not still_rising([(40, 2.0, 0.90)])

@@ -118,7 +118,7 @@ def test_polyak_averaging_is_what_the_evaluations_measure(
     cfg = compose_cfg(*args)
     kwargs = model_kwargs(cfg)
     model = create_model(kwargs.pop("name"), **kwargs).to(memory_format=torch.channels_last)
-    _, val_loader = build_loaders(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
+    _, val_loader, _ = build_loaders(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
     losses = {}
     for name, weights in (("averaged", averaged), ("raw", ckpt["model"])):
         model.load_state_dict(weights)
@@ -245,3 +245,38 @@ def test_progress_bar_on_a_terminal_and_one_line_per_evaluation_in_a_log(capsys:
     assert out.err == ""
     (line,) = out.out.strip().splitlines()
     assert "step 50/100" in line and "top1 90.00%" in line and "500 img/s" in line and "ETA 0m30s" in line
+
+
+def test_evenly_spaced_evaluations_a_final_test_and_the_unsmoothed_ce(
+    tmp_path: Path, xablate_cli: Any, run_dirs: Any
+) -> None:
+    args = [*TINY, "data.holdout=64", "trainer.evals=5", "trainer.epochs=3", "trainer.log_every=3"]
+    result = xablate_cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs" / "default").values()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = read_metrics(run_dir)
+    total = summary["total_steps"]
+    assert [int(r["step"]) for r in rows if r["split"] == "val"] == [round(total * k / 5) for k in range(1, 6)]
+    (test,) = [r for r in rows if r["split"] == "test"]
+    assert int(test["step"]) == total and float(test["top1"]) == pytest.approx(summary["test_top1"], abs=1e-6)
+    assert summary["holdout"] == 64 and summary["torch"] == torch.__version__ and summary["threads"] == 1
+    assert 0 < summary["eval_s"] < summary["wall_s"]
+    train = [r for r in rows if r["split"] == "train"]
+    assert all(float(r["ce"]) < float(r["loss"]) for r in train), "label smoothing 0.1 raises the objective"
+    assert all(r["ce"] == "" for r in rows if r["split"] != "train")
+
+
+def test_without_label_smoothing_the_ce_is_the_loss(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
+    result = xablate_cli(tmp_path, *TINY, "optim.label_smoothing=0", "trainer.epochs=1", "trainer.log_every=2")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs" / "default").values()
+    train = [r for r in read_metrics(run_dir) if r["split"] == "train"]
+    assert train and all(float(r["ce"]) == pytest.approx(float(r["loss"]), rel=1e-4) for r in train)
+    assert not [r for r in read_metrics(run_dir) if r["split"] == "test"], "holdout=0: no separate test split"
+
+
+def test_too_many_evaluations_for_the_budget_is_one_line(tmp_path: Path, xablate_cli: Any) -> None:
+    result = xablate_cli(tmp_path, *TINY, "trainer.max_steps=3", "trainer.evals=5")
+    assert result.returncode != 0
+    assert "trainer.evals=5 is more than the run's 3 steps" in result.stdout + result.stderr

@@ -18,7 +18,7 @@ Segments = int | Literal["depthwise"]
 
 DEPTHWISE = "depthwise"
 SEGMENT_ALIASES: frozenset[str] = frozenset({DEPTHWISE, "dw"})
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu")
+ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu", "gelu", "silu")
 ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
 BUDGETS: tuple[str, ...] = ("none", "params")
 

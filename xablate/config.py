@@ -24,6 +24,8 @@ SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 PRECISIONS: tuple[str, ...] = ("32", "bf16", "16-mixed")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
+PRIMARY_ENDPOINTS: tuple[str, ...] = ("test_top1", "val_top1")
+VARIANCE_MODELS: tuple[str, ...] = ("welch", "paired", "pooled")
 
 
 @dataclass
@@ -46,6 +48,10 @@ class DataConfig:
     batch_size: int = 256
     train_subset: int | None = None
     val_subset: int | None = None
+    test_subset: int | None = None
+    holdout: int = 0
+    holdout_seed: int = 0
+    eval_batch_size: int | None = None
     crop_padding: int = 2
     hflip: bool = True
     num_workers: int = 4
@@ -73,6 +79,8 @@ class TrainerConfig:
     epochs: float = 2.0
     max_steps: int | None = None
     eval_every: int | None = None
+    evals: int | None = None
+    test_every_eval: bool = False
     log_every: int = 50
     device: str = "auto"
     precision: str = "32"
@@ -82,6 +90,16 @@ class TrainerConfig:
     progress: bool | None = None
     sync_bn: bool = False
     deterministic: bool = True
+
+
+@dataclass
+class DesignConfig:
+    """A study's design, declared before it runs and read by the analysis: what its verdicts are about."""
+
+    primary: str = "test_top1"
+    baseline: str = "segments=depthwise activation=none residual=true"
+    margin: float = 0.5
+    variance: str = "welch"
 
 
 @dataclass
@@ -98,6 +116,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    design: DesignConfig = field(default_factory=DesignConfig)
     segments: Any = BASELINE.segments
     activation: Any = BASELINE.activation
     residual: Any = BASELINE.residual
@@ -188,6 +207,18 @@ def validate(cfg: DictConfig) -> Cell:
     _positive("trainer.epochs", cfg.trainer.epochs, minimum=0)
     _positive("trainer.max_steps", cfg.trainer.max_steps, optional=True)
     _positive("trainer.eval_every", cfg.trainer.eval_every, optional=True)
+    _positive("trainer.evals", cfg.trainer.evals, optional=True)
+    if cfg.trainer.evals is not None and cfg.trainer.eval_every is not None:
+        raise ConfigError(
+            f"trainer.evals={cfg.trainer.evals} and trainer.eval_every={cfg.trainer.eval_every} both set; "
+            "allowed: one of them (the other null)"
+        )
+    _positive("data.holdout", cfg.data.holdout, minimum=0)
+    _positive("data.test_subset", cfg.data.test_subset, optional=True)
+    _positive("data.eval_batch_size", cfg.data.eval_batch_size, optional=True)
+    _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
+    _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
+    _positive("design.margin", cfg.design.margin, minimum=0)
     _positive("trainer.log_every", cfg.trainer.log_every)
     _positive("trainer.threads", cfg.trainer.threads, optional=True)
     _positive("optim.lr", cfg.optim.lr, minimum=0)

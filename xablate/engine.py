@@ -19,8 +19,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from . import distributed
 from .config import build_model, input_shape
 from .costs import ModelCost, profile
-from .data import Loader, build_loaders
+from .data import Loader, Loaders, build_loaders
 from .distributed import SINGLE, World
+from .errors import ConfigError
 from .identity import Cell
 from .metrics import topk_correct
 from .runtime import autocast
@@ -112,11 +113,17 @@ def train_step(parts: StepParts, x: Tensor, y: Tensor, lr: float) -> tuple[Tenso
     return loss.detach(), logits.detach()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader: Any, device: torch.device, precision: str, world: World = SINGLE
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    precision: str,
+    world: World = SINGLE,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> dict[str, float]:
-    """Loss and top-1/top-5 accuracy over the whole validation set (each rank its shard, then summed)."""
+    """Loss and top-1/top-5 accuracy over a whole split (each rank its shard, then summed); in inference
+    mode, in the training's memory format."""
     model.eval()
     loss = torch.zeros((), device=device)
     correct1 = torch.zeros((), device=device, dtype=torch.long)
@@ -124,7 +131,7 @@ def evaluate(
     count = 0
     for x, y in loader.batches(0):
         with autocast(device, precision):
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=memory_format))
         loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         c1, c5 = topk_correct(logits, y)
         correct1 += c1
@@ -142,14 +149,29 @@ class Engine:
     """A run's built parts: the step's parts, the loaders, the schedule and the run's length and rhythm."""
 
     parts: StepParts
-    train_loader: Loader
-    val_loader: Loader
+    loaders: Loaders
     schedule: Schedule
     cost: ModelCost
     steps_per_epoch: int
     total: int
-    eval_every: int
+    eval_steps: frozenset[int]
     log_every: int
+
+    def evaluate(self, loader: Loader, world: World = SINGLE) -> dict[str, float]:
+        parts = self.parts
+        return evaluate(parts.eval_model, loader, parts.device, parts.precision, world, parts.memory_format)
+
+
+def evaluation_steps(total: int, steps_per_epoch: int, eval_every: int | None, evals: int | None) -> frozenset[int]:
+    """The steps that evaluate (and checkpoint): `evals` evenly spaced ones, else every `eval_every` steps
+    (by default once an epoch); the last step always."""
+    if evals is not None:
+        steps = {max(1, round(total * k / evals)) for k in range(1, evals + 1)}
+        if len(steps) < evals:
+            raise ConfigError(f"trainer.evals={evals} is more than the run's {total} steps; allowed: 1..{total}")
+        return frozenset(steps)
+    every = eval_every or steps_per_epoch
+    return frozenset({*range(every, total + 1, every), total})
 
 
 def _step_parts(
@@ -184,22 +206,19 @@ def build_engine(cfg: DictConfig, cell: Cell, device: torch.device, world: World
     if world.distributed and cfg.trainer.sync_bn:
         model = distributed.convert_sync_bn(model, device)
     model.to(device=device, memory_format=memory_format_of(cfg))
-    train_loader, val_loader = build_loaders(
-        cfg.data, seed=cell.seed, device=device, rank=world.rank, world_size=world.size
-    )
-    steps_per_epoch = len(train_loader)
+    loaders = build_loaders(cfg.data, seed=cell.seed, device=device, rank=world.rank, world_size=world.size)
+    steps_per_epoch = len(loaders.train)
     total = math.ceil(cfg.trainer.epochs * steps_per_epoch)
     if cfg.trainer.max_steps is not None:
         total = min(total, cfg.trainer.max_steps)
     parts, schedule = _step_parts(cfg, model, (total, steps_per_epoch), device, world)
     return Engine(
         parts=parts,
-        train_loader=train_loader,
-        val_loader=val_loader,
+        loaders=loaders,
         schedule=schedule,
         cost=cost,
         steps_per_epoch=steps_per_epoch,
         total=total,
-        eval_every=cfg.trainer.eval_every or steps_per_epoch,
+        eval_steps=evaluation_steps(total, steps_per_epoch, cfg.trainer.eval_every, cfg.trainer.evals),
         log_every=cfg.trainer.log_every,
     )

@@ -22,20 +22,32 @@ from .axes import Axes, parse_bool, parse_segments
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
-        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir",
-        "data.root", "data.num_workers", "trainer.log_every", "trainer.progress", "trainer.threads",
-        "trainer.deterministic",
+        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design",
+        "data.root", "data.num_workers", "data.eval_batch_size",
+        "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic",
     }
 )  # fmt: skip
+"""What never changes a run's numbers: where files go, logging, the study's design (read by the analysis),
+and what only chooses among kernels (threads, evaluation batch size, GPU determinism)."""
+
+KEY_ONLY_WHEN_SET: dict[str, object] = {
+    "optim.polyak_decay": None,
+    "data.holdout": 0,
+    "data.test_subset": None,
+    "trainer.evals": None,
+    "trainer.test_every_eval": False,
+}
+"""Knobs added after studies had run: at these values (the behaviour before them) they stay out of the
+key, so that those studies' cells keep their folders. `data.holdout_seed` counts only with a holdout."""
 
 
-KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay"})
-"""Knobs added after studies had run: at null (off) they stay out of the key, so that those studies'
-cells keep their folders."""
+def _drop(container: dict[str, Any], dotted: str) -> None:
+    parent, _, leaf = dotted.rpartition(".")
+    (container.get(parent, {}) if parent else container).pop(leaf, None)
 
 
 def _identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus `KEY_EXCLUDE` and unset `KEY_ONLY_WHEN_SET` (excluded nodes are never
+    """The resolved config minus `KEY_EXCLUDE` and the unset `KEY_ONLY_WHEN_SET` (excluded nodes are never
     resolved: `hydra` holds paths that are themselves made from this key)."""
     container: dict[str, Any] = {}
     for key in cfg:
@@ -44,13 +56,13 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
         node = cfg[key]
         container[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     for dotted in KEY_EXCLUDE:
+        _drop(container, dotted)
+    for dotted, unset in KEY_ONLY_WHEN_SET.items():
         parent, _, leaf = dotted.rpartition(".")
-        if parent:
-            container.get(parent, {}).pop(leaf, None)
-    for dotted in KEY_ONLY_WHEN_SET:
-        parent, _, leaf = dotted.rpartition(".")
-        if container.get(parent, {}).get(leaf, 0) is None:
-            del container[parent][leaf]
+        if container.get(parent, {}).get(leaf, unset) == unset:
+            _drop(container, dotted)
+    if "holdout" not in container.get("data", {}):
+        _drop(container, "data.holdout_seed")
     container["segments"] = parse_segments(container["segments"])
     container["residual"] = parse_bool("residual", container["residual"])
     return container

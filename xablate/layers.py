@@ -19,7 +19,13 @@ from .errors import ConfigError
 Order = Literal["depthwise_first", "pointwise_first"]
 LayerType = Callable[..., nn.Module]
 
-ACT_LAYERS: dict[str, LayerType] = {"none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU}
+ACT_LAYERS: dict[str, LayerType] = {
+    "none": nn.Identity,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
 
 
 def get_act_layer(name: str) -> LayerType:

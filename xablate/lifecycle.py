@@ -24,7 +24,15 @@ from .identity import Cell
 from .metrics import METRICS
 from .provenance import provenance
 from .reuse import completed_twin, reuse
-from .runtime import check_precision, deterministic, job_gpu, launcher_threads, select_device, threads
+from .runtime import (
+    check_precision,
+    deterministic,
+    execution_setting,
+    job_gpu,
+    launcher_threads,
+    select_device,
+    threads,
+)
 from .summary import SUMMARY, read_summary, write_json_atomic
 from .train import train
 
@@ -97,17 +105,20 @@ def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, A
         )
         return {**previous, "skipped": True}
     fresh = (previous or {}).get("status") in (None, "dry_run")
-    twin = completed_twin(out) if fresh and cfg.reuse and not cfg.rerun else None
+    twin = completed_twin(out, execution_setting(cfg)) if fresh and cfg.reuse and not cfg.rerun else None
     if twin is None:
         return None
+    if twin.mismatch is not None:
+        print(f"{out.name}: not reused from study {twin.path.parent.name}: {twin.mismatch}; trained here", flush=True)
+        return None
     if not world_from_env().is_main:
-        return read_summary(twin) or {}
+        return read_summary(twin.path) or {}
     print(
-        f"{out.name}: completed earlier in study {twin.parent.name}; its files are copied here, not trained "
+        f"{out.name}: completed earlier in study {twin.path.parent.name}; its files are copied here, not trained "
         "again (reuse=false trains it again)",
         flush=True,
     )
-    return reuse(twin, out, cell.study)
+    return reuse(twin.path, out, cell.study)
 
 
 def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> None:

@@ -4,29 +4,42 @@ A cell's folder name ends in its run key, and the key leaves the study out, so `
 `runs/fig11/X` are the same training run (the depthwise, no-activation, residual cell is the baseline of
 all three figures). Training it once per study would repeat identical work; instead the second study
 copies the completed run's files and says where they came from in `summary.json` (`reused_from`).
-The W&B run is shared as well: its id is the run key.
+The W&B run is shared as well: its id is the run key. Only a run trained the same way (device, threads,
+precision, torch) is reused: otherwise the cell trains again, and the sweep's announcement says why.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .runtime import setting_mismatch
 from .summary import SUMMARY, read_summary, write_json_atomic
 
 NOT_COPIED = frozenset({SUMMARY, "wandb", ".hydra", "archive"})
 
 
-def completed_twin(out: Path) -> Path | None:
-    """A completed run with `out`'s folder name in another study under the same `out_dir`, if any."""
+@dataclass(frozen=True)
+class Twin:
+    """A completed run of the same cell in another study; `mismatch` says why it cannot stand in for this
+    one (trained with another device, thread count, precision or torch), None when it can."""
+
+    path: Path
+    mismatch: str | None
+
+
+def completed_twin(out: Path, setting: Mapping[str, Any]) -> Twin | None:
+    """A completed run with `out`'s folder name in another study under the same `out_dir`: one trained in
+    `setting` if there is one, else the first, with the reason it differs; None when there is none."""
+    twins = []
     for candidate in sorted(out.parent.parent.glob(f"*/{out.name}")):
-        if candidate.resolve() == out.resolve():
-            continue
         summary = read_summary(candidate)
-        if summary is not None and summary.get("status") == "completed":
-            return candidate
-    return None
+        if candidate.resolve() != out.resolve() and summary is not None and summary.get("status") == "completed":
+            twins.append(Twin(candidate, setting_mismatch(summary, setting)))
+    return next((t for t in twins if t.mismatch is None), twins[0] if twins else None)
 
 
 def reuse(source: Path, out: Path, study: str) -> dict[str, Any]:

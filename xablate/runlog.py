@@ -9,7 +9,7 @@ from .metrics import MetricsLog
 from .progress import Progress
 from .tracking import Tracker
 
-WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset({"lr"})}
+WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset({"lr"}), "test": frozenset({"lr"})}
 """Columns of a split that W&B does not get: the learning rate is a training quantity, charted once."""
 
 
@@ -42,3 +42,5 @@ class RunLog:
         elif split == "val":
             recent = self._last_train or self._recent()
             self.progress.evaluation(step, row["epoch"], recent, row, row["wall_s"], self._eta_s())
+        elif split == "test":
+            self.progress.message(f"step {step} test loss {row['loss']:.4f} top1 {row['top1']:.2%}")

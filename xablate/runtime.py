@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -26,14 +27,16 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def launcher_threads() -> int | None:
-    """The intra-op thread share of one job under the sweep's launcher, when it runs jobs side by side:
-    `cpus_per_task` (submitit) or cores // n_jobs (joblib). None for sequential launching."""
+def launcher_threads(launcher: Mapping[str, Any] | None = None) -> int | None:
+    """The intra-op thread share of one job under the sweep's launcher (`launcher`, by default the running
+    job's), when it runs jobs side by side: `cpus_per_task` (submitit) or cores // n_jobs (joblib). None for
+    sequential launching."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return None
-    launcher = HydraConfig.get().launcher
+    if launcher is None:
+        if not HydraConfig.initialized():
+            return None
+        launcher = HydraConfig.get().launcher
     if launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     n_jobs = launcher.get("n_jobs")
@@ -41,6 +44,32 @@ def launcher_threads() -> int | None:
         return None
     cores = os.cpu_count() or 1
     return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+
+
+def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Where and how a cell computes, as its `summary.json` records it: the same cell trained with another
+    device, thread count, precision or torch release can end up to half a point apart (float reduction
+    order), as much as a seed, so a study holds these fixed and reuses only a cell trained the same way."""
+    return {
+        "device": select_device(cfg.trainer.device).type,
+        "threads": cfg.trainer.threads or launcher_threads(launcher) or torch.get_num_threads(),
+        "precision": str(cfg.trainer.precision),
+        "torch": torch.__version__,
+    }
+
+
+SETTING_PHRASES: dict[str, str] = {
+    "device": "on {}", "threads": "with {} threads", "precision": "at precision {}", "torch": "with torch {}",
+}  # fmt: skip
+
+
+def setting_mismatch(there: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:
+    """Why a run with setting `there` is not this one's twin (None when it is)."""
+    for key, value in here.items():
+        if there.get(key) != value:
+            was = "(not recorded)" if there.get(key) is None else there[key]
+            return f"trained {SETTING_PHRASES[key].format(was)} there, {value} here"
+    return None
 
 
 def job_gpu(device: torch.device) -> torch.device:

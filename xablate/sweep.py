@@ -15,7 +15,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .identity import cell_folder
+from .metrics import METRICS
 from .reuse import completed_twin
+from .runtime import execution_setting
 from .summary import read_summary
 
 DONE = ("completed", "dry_run")
@@ -35,9 +37,13 @@ def announce(cells: list[DictConfig]) -> str:
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
         )
     fresh = [c for c, s in zip(cells, status, strict=True) if s in ("new", "dry_run")]
-    reused = sum(1 for c in fresh if c.reuse and completed_twin(cell_folder(c)) is not None)
+    twins = [completed_twin(cell_folder(c), execution_setting(c, c.hydra.launcher)) if c.reuse else None for c in fresh]
+    reused = sum(1 for t in twins if t is not None and t.mismatch is None)
     if reused:
         parts.append(f"{reused} completed in another study (copied, not trained again)")
+    mismatched = [t.mismatch for t in twins if t is not None and t.mismatch is not None]
+    if mismatched:
+        parts.append(f"{len(mismatched)} not reused: {mismatched[0]}")
     parts.append(f"{len(fresh) - reused} to run")
     return f"sweep: {len(cells)} cells: " + ", ".join(parts)
 
@@ -87,11 +93,56 @@ def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
     return stem.with_suffix(".md")
 
 
+RISING_POINTS = 0.5
+"""Validation top-1 (in points) gained over a run's last quarter that marks it as still learning."""
+
+
+def _val_curve(folder: Path) -> list[tuple[float, float, float]]:
+    """(step, epoch, top-1) of each evaluation in a cell's `metrics.csv`."""
+    try:
+        with (folder / METRICS).open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["split"] == "val"]
+        return [(float(r["step"]), float(r["epoch"]), float(r["top1"])) for r in rows]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def still_rising(curve: list[tuple[float, float, float]]) -> bool:
+    """Whether validation top-1 rose by `RISING_POINTS` or more from three quarters of the run to its end."""
+    if len(curve) < 2:
+        return False
+    last_step, _, last = curve[-1]
+    earlier = [top1 for step, _, top1 in curve if step <= 0.75 * last_step] or [curve[0][2]]
+    return (last - earlier[-1]) * 100 >= RISING_POINTS
+
+
+def budget_note(cells: list[DictConfig]) -> str | None:
+    """What the sweep's training budget was and, when its cells were still learning at the end, that
+    differences between them are differences in the speed of learning, not results at convergence."""
+    done = [(c, s) for c in cells if (s := read_summary(cell_folder(c)) or {}).get("status") == "completed"]
+    if not done:
+        return None
+    cfg, summary = done[0]
+    steps, batch = summary["steps"], cfg.data.batch_size
+    curve = _val_curve(cell_folder(cfg))
+    epochs = f" ({curve[-1][1]:.3g} epochs)" if curve else ""
+    line = f"budget: {steps} steps of {batch} images, {steps * batch:,} images{epochs} per cell"
+    rising = sum(still_rising(_val_curve(cell_folder(c))) for c, _ in done)
+    if rising:
+        line += (
+            f"; validation top-1 still rising at the end in {rising} of {len(done)} cells: not converged, "
+            "so differences reflect the speed of learning at this budget"
+        )
+    return line
+
+
 def finish(cells: list[DictConfig]) -> int:
     """Print and write the report of a finished sweep; return the number of cells that did not succeed."""
     rows = report_rows(cells)
     sweep_dirs = sorted({cell_folder(c).parent for c in cells})
     print("\n" + format_table(rows), flush=True)
+    if (note := budget_note(cells)) is not None:
+        print(note, flush=True)
     for sweep_dir in sweep_dirs:
         path = write_report([r for r in rows if Path(r["path"]).parent == sweep_dir], sweep_dir)
         print(f"report: {path}", flush=True)

@@ -82,7 +82,7 @@ STEP_METRIC = "trainer/step"
 
 def _define_step_metric(run: Any) -> None:
     run.define_metric(STEP_METRIC)
-    for pattern in ("train/*", "val/*"):
+    for pattern in ("train/*", "val/*", "test/*"):
         run.define_metric(pattern, step_metric=STEP_METRIC)
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from . import distributed
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
 from .distributed import World
-from .engine import Engine, build_engine, evaluate, train_step
+from .engine import Engine, build_engine, train_step
 from .identity import Cell
 from .metrics import METRICS, IntervalMeter, MetricsLog
 from .progress import Progress
@@ -44,7 +44,9 @@ class TrainState:
     wall_s: float = 0.0
     train_s: float = 0.0
     train_images: int = 0
+    eval_s: float = 0.0
     last_val: dict[str, float] | None = None
+    last_test: dict[str, float] | None = None
 
 
 class Clock:
@@ -112,6 +114,7 @@ class Loop:
         self.tracker = Tracker(cfg, cell, out) if world.is_main else None
         self.log = RunLog(metrics, self.tracker, self.progress, recent=self.meter.partial_row, eta_s=self.eta_s)
         self.steps_here = 0
+        self.test_every_eval = bool(cfg.trainer.test_every_eval)
         self.clock = Clock(self.state.wall_s)  # after W&B's start-up: training time only
 
     def eta_s(self) -> float:
@@ -135,20 +138,30 @@ class Loop:
         self.meter.reset()
 
     def evaluate(self, lr: float) -> None:
-        parts, state = self.engine.parts, self.state
-        val = evaluate(parts.eval_model, self.engine.val_loader, self.device, parts.precision, self.world)
+        """Validate (and at the end, or at every evaluation with `trainer.test_every_eval`, test), log the
+        rows, and checkpoint. Evaluation time counts in wall time, not in training time."""
+        state, engine = self.state, self.engine
+        started = time.perf_counter()
+        val = engine.evaluate(engine.loaders.val, self.world)
+        test = None
+        if engine.loaders.test is not None and (self.test_every_eval or state.step == engine.total):
+            test = engine.evaluate(engine.loaders.test, self.world)
+        state.eval_s += time.perf_counter() - started
         state.best_val_top1 = max(state.best_val_top1, val["top1"])
         state.last_val = val
+        state.last_test = test or state.last_test
         state.wall_s = self.clock.wall_s()
-        epoch = state.step / self.engine.steps_per_epoch
-        self.log.log("val", state.step, {**val, "epoch": epoch, "wall_s": state.wall_s, "lr": lr})
+        when = {"epoch": state.step / engine.steps_per_epoch, "wall_s": state.wall_s, "lr": lr}
+        self.log.log("val", state.step, {**val, **when})
+        if test is not None:
+            self.log.log("test", state.step, {**test, **when})
         self.checkpoint.save(state)
         self.clock.restart()
 
     def after_step(self, lr: float) -> bool:
         """Log, evaluate and checkpoint as the step calls for; whether the loop must stop now."""
         step, engine = self.state.step, self.engine
-        at_eval = step % engine.eval_every == 0 or step == engine.total
+        at_eval = step in engine.eval_steps
         at_log = step % engine.log_every == 0 or step == engine.total
         if at_log or at_eval:
             self.flush()
@@ -166,7 +179,7 @@ class Loop:
         engine, state = self.engine, self.state
         while state.step < engine.total:
             epoch, start = divmod(state.step, engine.steps_per_epoch)
-            for x, y in engine.train_loader.batches(epoch, start):
+            for x, y in engine.loaders.train.batches(epoch, start):
                 lr = engine.schedule(state.step)
                 loss, logits = train_step(engine.parts, x, y, lr)
                 self.meter.add(loss, logits, y)
@@ -225,7 +238,7 @@ def train(cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: W
 def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str | None) -> dict[str, Any]:
     """`summary.json`: the verdict, the cell, its costs, its final and best evaluation, and where it ran."""
     state, cost = loop.state, loop.engine.cost
-    val = state.last_val or {}
+    val, test = state.last_val or {}, state.last_test or {}
     summary: dict[str, Any] = {
         "status": status,
         **cell.record(),
@@ -237,13 +250,19 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "val_top5": val.get("top5"),
         "val_loss": val.get("loss"),
         "best_val_top1": state.best_val_top1 if state.last_val else None,
+        "test_top1": test.get("top1"),
+        "test_top5": test.get("top5"),
+        "test_loss": test.get("loss"),
+        "holdout": cfg.data.holdout,
         "train_img_per_s": state.train_images / state.train_s if state.train_s else None,
         "train_s": state.train_s,
+        "eval_s": state.eval_s,
         "wall_s": state.wall_s,
         "device": loop.device.type,
         "threads": torch.get_num_threads(),
         "world_size": loop.world.size,
         "precision": str(cfg.trainer.precision),
+        "torch": torch.__version__,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if error:

@@ -8,14 +8,14 @@ tensor ops. `imagefolder` streams files through DataLoader workers. Either way a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .core import Batch, Loader, check_world, subset_indices
+from .core import Batch, Loader, check_world, holdout_indices, subset_indices
 from .imagefolder import ImageFolderLoader, build_imagefolder, check_imagefolder
 from .sources import CIFAR, Splits, cifar_root, fashion_mnist_root, make_synthetic, read_cifar, read_fashion_mnist
 from .tensors import TensorLoader
@@ -23,7 +23,7 @@ from .tensors import TensorLoader
 if TYPE_CHECKING:
     from .core import DataCfg
 
-__all__ = ["Batch", "ImageFolderLoader", "Loader", "TensorLoader", "build_loaders", "check_data"]
+__all__ = ["Batch", "ImageFolderLoader", "Loader", "Loaders", "TensorLoader", "build_loaders", "check_data"]
 
 NAMES = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 SYNTHETIC_SIZES = (512, 256)  # train, val when data.train_subset / data.val_subset are null
@@ -41,42 +41,86 @@ def check_data(cfg: DataCfg) -> None:
         raise ConfigError(f"data.name={cfg.name!r} is not known; allowed: {', '.join(NAMES)}")
 
 
+class Loaders(NamedTuple):
+    """A run's loaders: `val` is the held-out part of the training split (`data.holdout` > 0) or, at
+    `data.holdout=0`, the official test split; `test` is the official test split when `val` is not."""
+
+    train: Loader
+    val: Loader
+    test: Loader | None = None
+
+
 def build_loaders(
     cfg: DataCfg, *, seed: int, device: torch.device | str, rank: int = 0, world_size: int = 1
-) -> tuple[Loader, Loader]:
-    """The (train, val) loaders of this rank; batch_size is the global batch, split evenly over world_size ranks."""
+) -> Loaders:
+    """This rank's loaders; batch_size is the global batch, split evenly over world_size ranks."""
     check_data(cfg)
     check_world(cfg.batch_size, rank, world_size)
     if cfg.crop_padding < 0:
         raise ConfigError(f"data.crop_padding={cfg.crop_padding} is invalid; allowed: 0 (off) or more pixels")
     device = torch.device(device)
     if cfg.name == "imagefolder":
-        return build_imagefolder(cfg, seed=seed, device=device, rank=rank, world_size=world_size)
-    splits = _read(cfg, seed)
-    loaders = []
-    for train, images, labels in ((True, *splits[:2]), (False, *splits[2:])):
-        if cfg.name != "synthetic":
-            key = "data.train_subset" if train else "data.val_subset"
-            keep = subset_indices(len(images), cfg.train_subset if train else cfg.val_subset, key)
-            if keep is not None:
-                images, labels = images[keep], labels[keep]
-        _check_labels(cfg, labels)
-        loaders.append(
-            TensorLoader(
-                _fit(cfg, images.to(device)),
-                labels.to(device),
-                batch_size=cfg.batch_size,
-                mean=list(cfg.mean),
-                std=list(cfg.std),
-                seed=seed,
-                train=train,
-                crop_padding=cfg.crop_padding,
-                hflip=cfg.hflip,
-                rank=rank,
-                world_size=world_size,
+        if cfg.holdout:
+            raise ConfigError(
+                f"data.holdout={cfg.holdout}: imagefolder validates on its val/ folder; set data.holdout=0"
             )
+        return Loaders(*build_imagefolder(cfg, seed=seed, device=device, rank=rank, world_size=world_size))
+    made = {}
+    for role, (images, labels, source) in _split(cfg, _read(cfg, seed)).items():
+        _check_labels(cfg, labels)
+        made[role] = TensorLoader(
+            _fit(cfg, images.to(device)),
+            labels.to(device),
+            batch_size=cfg.batch_size if role == "train" else cfg.eval_batch_size or cfg.batch_size,
+            mean=list(cfg.mean),
+            std=list(cfg.std),
+            seed=seed,
+            train=role == "train",
+            crop_padding=cfg.crop_padding,
+            hflip=cfg.hflip,
+            rank=rank,
+            world_size=world_size,
+            source=source,
         )
-    return loaders[0], loaders[1]
+    return Loaders(**made)
+
+
+Part = tuple[Tensor, Tensor, Tensor]
+"""Images, labels, and their positions in the data set's own split (train or test)."""
+
+
+def _take(images: Tensor, labels: Tensor, positions: Tensor, size: int | None, key: str) -> Part:
+    """The `size`-subset (`key` names the setting) of the samples at `positions`; all of them at None."""
+    keep = subset_indices(len(positions), size, key)
+    if keep is not None:
+        positions = positions[keep]
+    if len(positions) == len(images):
+        return images, labels, positions
+    return images[positions], labels[positions], positions
+
+
+def _split(cfg: DataCfg, splits: Splits) -> dict[str, Part]:
+    """train, val and (with a held-out split) test parts. The held-out images are chosen from the training
+    split by `data.holdout_seed` alone and never trained on; `data.train_subset` draws from the rest."""
+    synthetic = cfg.name == "synthetic"  # generated at its subset sizes already
+    train_n, test_n = len(splits.train_labels), len(splits.val_labels)
+    test = (splits.val_images, splits.val_labels, torch.arange(test_n))
+    if not cfg.holdout:
+        return {
+            "train": _take(
+                *splits[:2], torch.arange(train_n), None if synthetic else cfg.train_subset, "data.train_subset"
+            ),
+            "val": _take(*test, None if synthetic else cfg.val_subset, "data.val_subset"),
+        }
+    held = holdout_indices(splits.train_labels, cfg.holdout, cfg.holdout_seed)
+    rest = torch.ones(train_n, dtype=torch.bool)
+    rest[held] = False
+    pool = rest.nonzero().flatten()
+    return {
+        "train": _take(*splits[:2], pool, None if synthetic else cfg.train_subset, "data.train_subset"),
+        "val": _take(*splits[:2], held, None if synthetic else cfg.val_subset, "data.val_subset"),
+        "test": _take(*test, None if synthetic else cfg.test_subset, "data.test_subset"),
+    }
 
 
 def _read(cfg: DataCfg, seed: int) -> Splits:
@@ -84,7 +128,7 @@ def _read(cfg: DataCfg, seed: int) -> Splits:
         return read_fashion_mnist(cfg.root)
     if cfg.name in CIFAR:
         return read_cifar(cfg.name, cfg.root)
-    n_train = cfg.train_subset or SYNTHETIC_SIZES[0]
+    n_train = (cfg.train_subset or SYNTHETIC_SIZES[0]) + cfg.holdout
     n_val = cfg.val_subset or SYNTHETIC_SIZES[1]
     return make_synthetic(seed, n_train, n_val, cfg.in_chans, cfg.image_size, cfg.num_classes)
 

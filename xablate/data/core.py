@@ -60,6 +60,25 @@ def subset_indices(n: int, size: int | None, key: str) -> Tensor | None:
     return perm[:size].sort().values
 
 
+def holdout_indices(labels: Tensor, size: int, seed: int) -> Tensor:
+    """`size` positions of a split to hold out, stratified by class, drawn by `seed` alone; ascending.
+
+    Each class gives its share of `size` (largest remainders round up), its positions taken in the order
+    of one permutation drawn from `seed`: every cell and every run seed holds out the same images."""
+    n = len(labels)
+    if not 0 < size < n:
+        raise ConfigError(f"data.holdout={size} is invalid for a training split of {n} images; allowed: 0..{n - 1}")
+    perm = torch.randperm(n, generator=generator(seed, "holdout"))
+    classes, counts = labels.unique(return_counts=True)
+    quota = counts.double() * size / n
+    take = quota.floor().long()
+    short = size - int(take.sum())
+    take[torch.argsort(quota - take, descending=True, stable=True)[:short]] += 1
+    permuted = labels[perm]
+    chosen = [perm[permuted == c][:k] for c, k in zip(classes.tolist(), take.tolist(), strict=True)]
+    return torch.cat(chosen).sort().values
+
+
 def shard(lo: int, hi: int, rank: int, world_size: int) -> tuple[int, int]:
     """Rank `rank`'s contiguous part of positions lo..hi-1 of a global batch; the parts tile it in rank order."""
     n = hi - lo

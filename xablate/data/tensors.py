@@ -18,7 +18,8 @@ class TensorLoader:
     Training batches follow a permutation drawn from (seed, epoch) and drop the last partial batch; each sample is
     randomly cropped from its zero-padded image and flipped with parameters drawn from (seed, epoch, batch), for
     the whole global batch, so that the ranks' shards of a batch put together equal the single-process batch.
-    Validation batches are in order, unaugmented, and cover every sample once.
+    Validation batches are in order, unaugmented, and cover every sample once. `source` holds each sample's
+    position in the data set's own split, so that what a loader can yield is known exactly.
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class TensorLoader:
         hflip: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        source: Tensor | None = None,
     ) -> None:
         check_world(batch_size, rank, world_size)
         if crop_padding < 0:
@@ -52,6 +54,7 @@ class TensorLoader:
         self.n = n
         self.images = F.pad(images, (self.pad,) * 4) if self.pad else images
         self.labels = labels
+        self.source = source
         self.normalize = Normalizer(mean, std, images.device)
         device = images.device
         hp, wp = h + 2 * self.pad, w + 2 * self.pad
