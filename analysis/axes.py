@@ -21,7 +21,7 @@ BASELINE: dict[str, Any] = {"segments": "depthwise", "activation": "none", "resi
 """The paper's Xception; other axes of a cell's baseline are the cell's own."""
 
 DEPTHWISE = "depthwise"
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu")
+ACTIVATIONS: tuple[str, ...] = ("none", "relu", "elu", "gelu", "silu")
 ORDERS: tuple[str, ...] = ("depthwise_first", "pointwise_first")
 BUDGETS: tuple[str, ...] = ("none", "params")
 BOOL_AXES: frozenset[str] = frozenset({"residual", "mid_norm"})
@@ -83,7 +83,7 @@ def parse_value(axis: str, value: object) -> Any:
 
 
 def sort_key(axis: str, value: Any) -> tuple[Any, ...]:
-    """Order values along the paper's spectrum: segments 1 ... depthwise, activations none, relu, elu,
+    """Order values along the paper's spectrum: segments 1 ... depthwise, activations none, relu, elu (then gelu, silu),
     residual with before without, everything else by name."""
     if axis == "segments":
         return (1, 0) if value == DEPTHWISE else (0, int(value))
@@ -114,7 +114,9 @@ def legend_label(axis: str, value: Any) -> str:
     if axis == "residual":
         return "with residual connections" if value else "without residual connections"
     if axis == "activation":
-        return {"none": "no activation", "relu": "ReLU", "elu": "ELU"}.get(value, str(value))
+        return {"none": "no activation", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}.get(
+            value, str(value)
+        )
     if axis == "segments":
         if value == DEPTHWISE:
             return "depthwise (Xception)"
