@@ -106,6 +106,8 @@ class Test:
     def interval(self, level: float) -> tuple[float, float]:
         if not (math.isfinite(self.se) and self.df > 0):
             return math.nan, math.nan
+        if self.se == 0.0:
+            return self.diff, self.diff
         low, high = stats.t.interval(level, self.df, loc=self.diff, scale=self.se)
         return float(low), float(high)
 
