@@ -49,7 +49,7 @@ RUN_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 CURVE_COLUMNS: tuple[str, ...] = ("run_id", "study", *AXES, REPLICATE, *METRIC_COLUMNS)
 PUBLISHED = ("runs.csv", "curves.csv")
-"""The frames an earlier analysis wrote: a folder holding both (and its manifest) is a published study."""
+"""The frames an earlier analysis wrote: a folder holding both is a published study."""
 
 WANDB_HISTORY: dict[str, dict[str, str]] = {
     "val": {"loss": "val/loss", "top1": "val/top1", "top5": "val/top5"},

@@ -109,8 +109,9 @@ def test_the_four_verdicts_match_scipy_on_constructed_data() -> None:
 
 
 def test_holm_against_a_hand_worked_example() -> None:
-    # sorted 0.01, 0.02, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.02), max(0.04, 1 * 0.04); NaN does not count
-    assert holm([0.04, 0.01, math.nan, 0.02]) == pytest.approx([0.04, 0.03, math.nan, 0.04], nan_ok=True)
+    # sorted 0.01, 0.011, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.011), max(0.03, 0.04); NaN does not count
+    assert holm([0.04, 0.01, math.nan, 0.011]) == pytest.approx([0.04, 0.03, math.nan, 0.03], nan_ok=True)
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
 
 
 def test_mde_and_the_plan_from_the_pooled_sd() -> None:
