@@ -251,9 +251,12 @@ def short_label(axis: str, value: Any) -> str:
 
 
 def p_text(p: float) -> str:
+    """Two decimals; three below 0.01 and near 0.05, where two would read as the threshold itself."""
     if not math.isfinite(p):
         return "n/a"
-    return "< 0.001" if p < 0.001 else (f"{p:.3f}" if p < 0.01 else f"{p:.2f}")
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 or 0.045 <= p < 0.055 else f"{p:.2f}"
 
 
 def number(value: float, points: bool, signed: bool = False) -> str:

@@ -73,8 +73,9 @@ def plan_lines(plan: pd.DataFrame) -> list[str]:
     """The plan in words, one line per family."""
     lines = []
     for _, r in plan.iterrows():
+        comparisons = f"{r['comparisons']} comparison" + ("s" if r["comparisons"] != 1 else "")
         lines.append(
-            f"plan {r['family']} ({r['metric']}, {r['comparisons']} comparisons): to detect {r['target_mde']:g} "
+            f"plan {r['family']} ({r['metric']}, {comparisons}): to detect {r['target_mde']:g} "
             f"points, {_seeds(r['seeds_per_cell'])} seeds per cell at the observed SD {r['sd_pooled']:.2f}, "
             f"{_seeds(r['seeds_per_cell_upper80'])} at its upper 80% bound {r['sd_upper80']:.2f} "
             f"(now {r['seeds_now']} seeds detect {r['mde_now']:.1f})"
