@@ -113,7 +113,8 @@ def draw_curves(
     rows_of = curves[curves["split"] == split]
     style = styles(plan.axis, plan.values)
     scale = 100.0 if column.startswith("top") else 1.0
-    for value in plan.values:
+    dodge = 0.012 * float(rows_of["step"].max()) if len(rows_of) else 0.0
+    for i, value in enumerate(plan.values):
         seeds = int(_value_runs(runs, plan.axis, value).sum())
         band = curve_band(rows_of[_value_runs(rows_of, plan.axis, value)], column=column)
         if band.empty:
@@ -122,8 +123,9 @@ def draw_curves(
         label = legend_label(plan.axis, value) + (f", {seeds} seeds" if seeds > 1 else "")
         if len(band) < MIN_LINE_POINTS:
             half = scale * band["half"]
+            shift = (i - (len(plan.values) - 1) / 2) * dodge  # side by side, not on top of each other
             ax.errorbar(
-                band["step"], scale * band["mean"], yerr=half.fillna(0.0) if half.notna().any() else None,
+                band["step"] + shift, scale * band["mean"], yerr=half.fillna(0.0) if half.notna().any() else None,
                 fmt="o", capsize=3, markersize=5, label=label, color=kwargs["color"],
             )  # fmt: skip
             continue

@@ -50,9 +50,10 @@ def notes(model: str, margin: float, source: str) -> str:
     return (
         f"Variance model: {model}. Δ: cell minus the reference, accuracies in percentage points, losses as "
         "logged; 95% CI under that model. Holm p: adjusted over the family's comparisons of the same metric. "
-        f"TOST p: two one-sided tests against ±{margin:g} points ({source}; accuracies only). Detectable: the "
-        "difference these seeds detect with 80% power at the 5% family-wise level, from the family's pooled "
-        "seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, else inconclusive."
+        f"TOST p: two one-sided tests against ±{margin:g} points ({source}; accuracies only; not adjusted). "
+        "Detectable: the difference these seeds detect with 80% power at the 5% family-wise level, from the "
+        "family's pooled seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, "
+        "else inconclusive."
     )
 
 
