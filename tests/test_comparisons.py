@@ -19,7 +19,7 @@ import analysis.figures as figures_module
 from analysis.__main__ import main
 from analysis.compare import comparisons, mde, study_margin
 from analysis.figures import draw, spectrum_positions
-from analysis.load import METRIC_COLUMNS, Runs, build, load_local, run_row
+from analysis.load import METRIC_COLUMNS, Runs, build, clean_metrics, design_margin, load_local, run_row
 from analysis.plan import plan_figures
 from analysis.power import plan_rows, upper_sd
 from analysis.stats import holm
@@ -297,3 +297,38 @@ def test_published_fig10_reproduces_the_reviewers_numbers(tmp_path: Path, capsys
     plan = pd.read_csv(tmp_path / "plan.csv")
     assert list(plan["family"]) == ["fig10_activation"] and plan["seeds_per_cell"].iloc[0] > 3
     assert "plan fig10_activation" in capsys.readouterr().out
+
+
+# Flags and forward-compatible inputs ------------------------------------------------------------------------------
+
+
+def publish_constructed(folder: Path) -> Path:
+    data = constructed()
+    folder.mkdir()
+    for name, frame in (("runs.csv", data.runs), ("curves.csv", data.curves)):
+        frame.to_csv(folder / name, index=False)
+    return folder
+
+
+def test_variance_model_flags_reach_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    published = publish_constructed(tmp_path / "published")
+    assert main([str(published), "--pooled", "--out", str(tmp_path / "pooled"), "--wandb-mode", "disabled"]) == 0
+    assert set(pd.read_csv(tmp_path / "pooled" / "comparisons.csv")["model"]) == {"pooled"}
+    assert "Variance model: pooled" in (tmp_path / "pooled" / "verdicts.md").read_text()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(published), "--paired", "--pooled"])
+    assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_the_design_margin_is_read_from_the_config_and_optional() -> None:
+    assert design_margin({"design": {"margin": 1.0, "primary": "test_top1"}}) == 1.0
+    assert math.isnan(design_margin({"design": {"primary": "test_top1"}}))
+    assert math.isnan(design_margin({}))
+
+
+def test_test_rows_and_the_ce_column_are_kept_when_present_and_optional() -> None:
+    table = metrics(0.9).drop(columns=["ce"])
+    table = pd.concat([table, pd.DataFrame([{"step": 200, "split": "test", "top1": 0.89, "loss": 0.3}])])
+    clean = clean_metrics(table, "metrics.csv")
+    assert "ce" in clean and clean["ce"].isna().all()
+    assert list(clean.loc[clean["split"] == "test", "top1"]) == [0.89]
