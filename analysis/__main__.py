@@ -3,6 +3,7 @@
     python -m analysis runs/fig11                     # every run under runs/fig11 -> runs/fig11/analysis/
     python -m analysis runs/ --where residual=true --where activation=none    # one slice of several studies
     python -m analysis --wandb ENTITY/PROJECT --group fig10 --out analysis-fig10   # runs logged online
+    python -m analysis experiments/fig10/results --margin 0.5 --plan 0.5   # published frames, and a seed plan
 
 Bad input (a missing folder, an unknown axis or value, no runs) stops with one line, exit status 2, before any
 file is written. Runs that cannot be used are listed in one warning and left out.
@@ -55,6 +56,20 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project (public API)")
     parser.add_argument("--group", help="with --wandb: only the runs of this W&B group (a study)")
+    variance = parser.add_mutually_exclusive_group()
+    variance.add_argument(
+        "--paired", action="store_true", help="pair seeds (when both cells ran the same seeds); default: Welch"
+    )
+    variance.add_argument("--pooled", action="store_true", help="use the family's pooled seed SD; default: Welch")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        metavar="POINTS",
+        help="equivalence margin in accuracy points when the study's config declares none (default 0.5)",
+    )
+    parser.add_argument(
+        "--plan", type=float, metavar="MDE", help="seeds per cell to detect MDE points (80%% power, after Holm)"
+    )
     parser.add_argument(
         "--wandb-mode",
         choices=("offline", "online", "disabled"),
@@ -97,6 +112,10 @@ def check_args(args: argparse.Namespace) -> tuple[list[Path], dict[str, list[Any
         parts = args.wandb.split("/")
         if len(parts) != 2 or not all(parts):
             raise UsageError(f"--wandb {args.wandb}: expected ENTITY/PROJECT")
+    for flag in ("margin", "plan"):
+        value = getattr(args, flag)
+        if value is not None and not (value > 0 and value < 100):
+            raise UsageError(f"--{flag} {value:g}: allowed: a number of accuracy points in (0, 100)")
     selection = parse_where(args.where)
     if args.out is not None:
         out = args.out
@@ -173,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         project=project,
         entity=entity,
         group=args.group,
+        model="paired" if args.paired else "pooled" if args.pooled else "welch",
+        margin=args.margin,
+        plan=args.plan,
     )
     print("\n".join(report.lines))
     if report.published is not None and report.published.warning:

@@ -42,7 +42,7 @@ def parse_value(axis: str, value: object) -> Any:
 
 
 def sort_key(axis: str, value: Any) -> tuple[Any, ...]:
-    """Order values along the paper's spectrum: segments 1 ... depthwise, activations none, relu, elu,
+    """Order values along the paper's spectrum: segments 1 ... depthwise, activations none, relu, elu (then gelu, silu),
     residual with before without, everything else by name."""
     if axis == "segments":
         return (1, 0) if value == DEPTHWISE else (0, int(value))

@@ -30,20 +30,32 @@ SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 
-METRIC_COLUMNS: tuple[str, ...] = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "img_per_s", "wall_s")
+REQUIRED_METRICS: tuple[str, ...] = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "img_per_s", "wall_s")
+METRIC_COLUMNS: tuple[str, ...] = (*REQUIRED_METRICS, "ce")
+"""`ce` (the unsmoothed training cross-entropy) is optional: runs that do not log it get NaN."""
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 SUMMARY_VALUES: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps", "val_top1", "val_top5", "val_loss", "best_val_top1",
+    "test_top1", "test_top5", "test_loss", "train_ce",
     "train_img_per_s", "train_s", "wall_s", "device", "threads", "precision", "finished_at",
 )  # fmt: skip
+NUMERIC_SUMMARY: tuple[str, ...] = (
+    "params", "macs", "steps", "total_steps", "train_img_per_s", "train_s", "wall_s", "val_loss",
+    "test_top1", "test_top5", "test_loss", "train_ce",
+)  # fmt: skip
 IDENTITY: tuple[str, ...] = ("run_id", "source", "study", "name", "run_key")
-RUN_COLUMNS: tuple[str, ...] = (*IDENTITY, *AXES, REPLICATE, "status", *SUMMARY_VALUES, "project", "entity")
+RUN_COLUMNS: tuple[str, ...] = (
+    *IDENTITY, *AXES, REPLICATE, "status", *SUMMARY_VALUES, "project", "entity", "design_margin",
+)  # fmt: skip
 CURVE_COLUMNS: tuple[str, ...] = ("run_id", "study", *AXES, REPLICATE, *METRIC_COLUMNS)
+PUBLISHED = ("runs.csv", "curves.csv")
+"""The frames an earlier analysis wrote: a folder holding both is a published study."""
 
 WANDB_HISTORY: dict[str, dict[str, str]] = {
     "val": {"loss": "val/loss", "top1": "val/top1", "top5": "val/top5"},
     "train": {
         "loss": "train/loss", "top1": "train/top1", "top5": "train/top5", "lr": "train/lr",
-        "img_per_s": "train/img_per_s",
+        "img_per_s": "train/img_per_s", "ce": "train/ce",
     },
 }  # fmt: skip
 """The W&B history keys the trainer logs (xablate/train.py), by split and metrics.csv column."""
@@ -144,8 +156,14 @@ def find_run_dirs(roots: Sequence[Path], exclude: Sequence[Path] = ()) -> list[P
     """Every run folder under `roots` (at any depth): a folder with a `summary.json`, a `metrics.csv` or a
     Hydra `.hydra/config.yaml`. The search stops at a run folder, so its `archive/` is never entered, and
     skips W&B folders, hidden folders and the folders in `exclude` (the analysis' own output)."""
+    return [path for kind, path in _walk(roots, exclude) if kind == "run"]
+
+
+def _walk(roots: Sequence[Path], exclude: Sequence[Path]) -> Iterator[tuple[str, Path]]:
+    """("run", folder) for each run folder and ("published", folder) for each folder holding the frames an
+    earlier analysis published; neither is searched further (a published folder's own `analysis/` output
+    would otherwise count its runs twice)."""
     excluded = {p.resolve() for p in exclude}
-    found: list[Path] = []
     seen: set[Path] = set()
     for root in roots:
         for current, dirs, files in os.walk(root, followlinks=False):
@@ -156,23 +174,60 @@ def find_run_dirs(roots: Sequence[Path], exclude: Sequence[Path] = ()) -> list[P
                 continue
             seen.add(resolved)
             if SUMMARY in files or METRICS in files or (path / HYDRA_CONFIG).is_file():
-                found.append(path)
+                yield "run", path
+                dirs[:] = []
+                continue
+            if all(name in files for name in PUBLISHED):
+                yield "published", path
                 dirs[:] = []
                 continue
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
-    return found
 
 
 def load_local(roots: Sequence[Path], exclude: Sequence[Path] = ()) -> Runs:
-    """The frames of every completed run under `roots`; every other run folder becomes a `Problem`."""
+    """The frames of every completed run under `roots`, from run folders and from published frames; every
+    other run folder becomes a `Problem`."""
     records = []
     problems: list[Problem] = []
-    for run_dir in find_run_dirs(roots, exclude):
+    for kind, path in _walk(roots, exclude):
+        if kind == "published":
+            found, bad = read_published(path)
+            records += found
+            problems += bad
+            continue
         try:
-            records.append(read_run(run_dir))
+            records.append(read_run(path))
         except RunError as error:
-            problems.append(Problem(str(run_dir), str(error)))
+            problems.append(Problem(str(path), str(error)))
     return build(records, problems)
+
+
+def read_published(folder: Path) -> tuple[list[tuple[dict[str, Any], pd.DataFrame]], list[Problem]]:
+    """The runs of a published `runs.csv` and `curves.csv` (written by an earlier analysis, so that a study
+    can be analysed again from a clean clone, without its run folders)."""
+    try:
+        runs = pd.read_csv(folder / PUBLISHED[0], dtype=object, keep_default_na=False)
+        curves = pd.read_csv(folder / PUBLISHED[1], dtype={"split": str, "run_id": str})
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
+        return [], [Problem(str(folder), f"malformed published frames ({_first_line(error)})")]
+    by_run = {run_id: group for run_id, group in curves.groupby("run_id", sort=False)}
+    records, problems = [], []
+    for _, series in runs.iterrows():
+        values = {k: (None if v == "" else v) for k, v in series.to_dict().items()}
+        where = f"{folder / PUBLISHED[0]}: {values.get('run_id')}"
+        try:
+            _check_status(values)
+            row = run_row(values, source=str(values.get("source") or where))
+            row["design_margin"] = _number(values.get("design_margin"))
+            row["project"], row["entity"] = values.get("project"), values.get("entity")
+            row["run_id"] = str(values.get("run_id"))
+            metrics = by_run.get(row["run_id"])
+            if metrics is None:
+                raise RunError("no rows in curves.csv")
+            records.append((row, clean_metrics(metrics, "curves.csv")))
+        except RunError as error:
+            problems.append(Problem(where, str(error)))
+    return records, problems
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -195,22 +250,30 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         table = pd.read_csv(metrics_path, dtype={"split": str})
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as error:
         raise RunError(f"malformed metrics.csv ({_first_line(error)})") from None
-    project, entity = _logger(run_dir)
-    row = run_row(summary, source=str(run_dir), project=project, entity=entity)
+    config = _config(run_dir)
+    logger = config.get("logger") if isinstance(config.get("logger"), Mapping) else {}
+    row = run_row(summary, source=str(run_dir), project=logger.get("project"), entity=logger.get("entity"))
+    row["design_margin"] = design_margin(config)
     row["run_id"] = f"{row['study']}/{run_dir.name}"
     return row, clean_metrics(table, "metrics.csv")
 
 
-def _logger(run_dir: Path) -> tuple[str | None, str | None]:
-    """The W&B project and entity from the run's resolved config (optional: None when unreadable)."""
+def _config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved Hydra config; empty when missing or unreadable (it is optional here)."""
     try:
         import yaml
 
         config = yaml.safe_load((run_dir / HYDRA_CONFIG).read_text())
-        logger = config.get("logger") or {}
-        return logger.get("project"), logger.get("entity")
     except Exception:
-        return None, None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def design_margin(config: Mapping[str, Any]) -> float:
+    """`design.margin` of a study's config (an equivalence margin in accuracy points), NaN when absent."""
+    design = config.get("design")
+    margin = _number(design.get("margin")) if isinstance(design, Mapping) else math.nan
+    return margin if math.isfinite(margin) and margin > 0 else math.nan
 
 
 def _first_line(error: BaseException) -> str:
@@ -256,9 +319,10 @@ def run_row(
         value = row[key]
         if key != "val_top5" or value is not None:
             _check_fraction(key, value)
-    for key in ("params", "macs", "steps", "total_steps", "train_img_per_s", "train_s", "wall_s", "val_loss"):
+        row[key] = _number(value)
+    for key in NUMERIC_SUMMARY:
         row[key] = _number(row[key])
-    row["project"], row["entity"] = project, entity
+    row["project"], row["entity"], row["design_margin"] = project, entity, math.nan
     return row
 
 
@@ -278,14 +342,14 @@ def _number(value: Any) -> float:
 
 
 def clean_metrics(table: pd.DataFrame, what: str) -> pd.DataFrame:
-    """The train and val rows of a metrics table, typed and sorted by split and step; RunError if it lacks a
-    column, a step or a validation accuracy."""
-    missing = [c for c in METRIC_COLUMNS if c not in table.columns]
+    """The train, val (and test) rows of a metrics table, typed and sorted by split and step; RunError if it
+    lacks a column, a step or a validation accuracy."""
+    missing = [c for c in REQUIRED_METRICS if c not in table.columns]
     if missing:
         raise RunError(f"malformed {what} (missing columns {', '.join(missing)})")
-    table = table[list(METRIC_COLUMNS)].copy()
+    table = table.reindex(columns=list(METRIC_COLUMNS))
     table["split"] = table["split"].astype(str).str.strip()
-    table = table[table["split"].isin(["train", "val"])]
+    table = table[table["split"].isin(SPLITS)]
     for column in METRIC_COLUMNS:
         if column != "split":
             table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
@@ -365,6 +429,7 @@ def convert_wandb_run(run: Any) -> tuple[dict[str, Any], pd.DataFrame]:
     logger = config.get("logger") if isinstance(config.get("logger"), Mapping) else {}
     source = _wandb_path(run)
     row = run_row(values, source=source, project=logger.get("project"), entity=logger.get("entity"))
+    row["design_margin"] = design_margin(config)
     row["run_id"] = source
     return row, clean_metrics(history_rows(run.scan_history()), "W&B history")
 

@@ -15,6 +15,10 @@ import pandas as pd
 
 from .axes import AXES, FIGURES, ordered, text
 
+VERSIONS = "budget"
+"""The axis whose values are versions of one figure (Fig. 11 at equal width and at equal parameters): a figure
+blocked by it alone is drawn once per value, the versions sharing their accuracy axes so that they compare."""
+
 
 @dataclass(frozen=True)
 class FigurePlan:
@@ -84,6 +88,10 @@ def describe(plans: list[FigurePlan], runs: pd.DataFrame, limit: int = 6) -> lis
             lines.append(f"{plan.name}: drawn")
             continue
         also = ", ".join(plan.blockers)
+        if set(plan.blockers) == {VERSIONS} and plan.selections:
+            versions = ", ".join(text(s[VERSIONS]) for s in plan.selections)
+            lines.append(f"{plan.name}: drawn once per {VERSIONS} ({versions}), sharing the accuracy axes")
+            continue
         if not plan.selections:
             lines.append(
                 f"{plan.name}: not drawn: the runs also vary in {also}, and no selection of them varies {plan.axis}"

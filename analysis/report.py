@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .axes import text
-from .figures import draw, save
+from .compare import comparisons, study_margin
+from .figures import draw_all
 from .load import Runs
 from .plan import describe, plan_figures
+from .power import plan_lines, plan_rows
 from .publish import Published, publish
 from .tables import cell_table, write_tables
+from .verdicts import csv_text, notes, write_comparisons
 
 MANIFEST = "analysis.json"
 
@@ -120,8 +123,12 @@ def run_analysis(
     project: str | None = None,
     entity: str | None = None,
     group: str | None = None,
+    model: str = "welch",
+    margin: float | None = None,
+    plan: float | None = None,
 ) -> Report:
-    """Write frames, tables and figures for `data` (already selected) into `out` and log them to W&B."""
+    """Write frames, tables, comparisons (and a seed plan) and figures for `data` (already selected) into
+    `out` and log them to W&B."""
     report = Report()
     output = Output(out)
     runs, curves = data.runs, data.curves
@@ -133,12 +140,22 @@ def run_analysis(
     table = cell_table(runs, curves)
     heading = title(data, selection)
     report.tables = write_tables(table, runs, out, heading, output.write_text)
+    margin_used, margin_source = study_margin(runs, margin)
+    if margin is not None and margin_source.startswith("study") and margin != margin_used:
+        report.lines.append(f"--margin {margin:g} ignored: the study declared design.margin = {margin_used:g}")
+    compared = comparisons(runs, curves, model, margin_used)
+    note = notes(model, margin_used, margin_source)
+    report.tables += write_comparisons(compared, out, note, output.write_text)
+    if plan is not None:
+        seeds = plan_rows(runs, curves, plan)
+        output.write_text(out / "plan.csv", csv_text(seeds))
+        report.tables.append(out / "plan.csv")
+        report.lines += plan_lines(seeds)
     plans = plan_figures(runs)
     report.lines += describe(plans, runs)
-    for plan in plans:
-        if plan.drawable:
-            report.figures[plan.name] = save(draw(plan, runs, curves), out, plan.name)
-            output.add(report.figures[plan.name])
+    report.figures = draw_all(plans, runs, curves, compared, out)
+    for paths in report.figures.values():
+        output.add(paths)
     studies = sorted(set(runs["study"].astype(str)))
     group = group or ",".join(studies)
     projects = sorted({str(p) for p in runs["project"] if isinstance(p, str) and p})
@@ -148,6 +165,9 @@ def run_analysis(
         "where": {a: [text(v) for v in vs] for a, vs in selection.items()},
         "n_runs": len(runs),
         "n_cells": len(table),
+        "variance_model": model,
+        "margin": margin_used,
+        "margin_source": margin_source,
         "left_out": [{"path": p.path, "reason": p.reason} for p in data.problems],
     }
     removed = output.finish(details)

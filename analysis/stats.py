@@ -1,13 +1,17 @@
-"""Confidence intervals across seeds: the error bars of Figures 9-11 and of the summary table.
+"""Confidence intervals and tests across seeds: the error bars of Figures 9-11, the summary table and the
+comparisons table.
 
 Seeds are the replicates of a cell, so a cell's accuracy is a mean over a handful of values and its 95%
-interval is Student's t-interval, `mean ± t_{0.975, n-1} · s / sqrt(n)`. A difference between two cells
-(a cell minus the paper's baseline) uses Welch's interval: unequal variances, unpaired seeds, and the
-Welch-Satterthwaite degrees of freedom. With one seed there is no interval: NaN, never zero.
+interval is Student's t-interval. A difference between two cells is estimated under one of three variance
+models, declared before the data are seen (the comparisons table names the one used):
 
-The t quantile is computed here (no scipy): Student's CDF through the regularised incomplete beta
-function (a continued fraction, Numerical Recipes §6.4), inverted by bisection. It accepts fractional
-degrees of freedom, which Welch's interval needs.
+- `welch` (default): unequal variances, unpaired seeds, Welch-Satterthwaite degrees of freedom;
+- `paired`: the per-seed differences, when both cells ran the same seeds (seed s of one cell shares its data
+  order and initial weights' seed with seed s of the other);
+- `pooled`: one seed-to-seed SD for the whole family of cells (more degrees of freedom, assumes equal spread).
+
+Equivalence is the two one-sided tests (TOST) against ±margin, i.e. the 90% interval inside the margin.
+Every quantile and p-value comes from `scipy.stats`. With one seed there is no interval: NaN, never zero.
 """
 
 from __future__ import annotations
@@ -16,46 +20,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-_EPS = 1e-15
-_TINY = 1e-300
+import numpy as np
+from scipy import stats
 
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function, by the modified Lentz method."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > _TINY else _TINY)
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > _TINY else _TINY)
-            c = 1.0 + aa / c
-            c = c if abs(c) > _TINY else _TINY
-            delta = d * c
-            h *= delta
-        if abs(delta - 1.0) < _EPS:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b), for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with `df` degrees of freedom."""
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+MODELS: tuple[str, ...] = ("welch", "paired", "pooled")
 
 
 def t_quantile(p: float, df: float) -> float:
@@ -64,22 +32,7 @@ def t_quantile(p: float, df: float) -> float:
         raise ValueError(f"p must lie in (0, 1), got {p}")
     if not df > 0:
         raise ValueError(f"degrees of freedom must be positive, got {df}")
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-12 * hi:
-            break
-    return 0.5 * (lo + hi)
+    return float(stats.t.ppf(p, df))
 
 
 @dataclass(frozen=True)
@@ -104,22 +57,17 @@ def _finite(values: Iterable[float]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def _variance(values: Sequence[float], mean: float) -> float:
-    return sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-
-
 def mean_interval(values: Iterable[float], level: float = 0.95) -> Interval:
     """The mean of `values` (NaN and None dropped) and the half-width of its t-interval across them."""
-    data = _finite(values)
+    data = np.asarray(_finite(values))
     n = len(data)
     if n == 0:
         return Interval(math.nan, math.nan, 0)
-    mean = sum(data) / n
+    mean = float(data.mean())
     if n < 2:
         return Interval(mean, math.nan, n)
-    df = n - 1
-    half = t_quantile(0.5 + level / 2.0, df) * math.sqrt(_variance(data, mean) / n)
-    return Interval(mean, half, n, float(df))
+    half = t_quantile(0.5 + level / 2.0, n - 1) * float(stats.sem(data))
+    return Interval(mean, half, n, float(n - 1))
 
 
 def welch_interval(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> Interval:
@@ -130,16 +78,107 @@ def welch_interval(a: Iterable[float], b: Iterable[float], level: float = 0.95) 
     xa, xb = _finite(a), _finite(b)
     if not xa or not xb:
         return Interval(math.nan, math.nan, min(len(xa), len(xb)))
-    ma, mb = sum(xa) / len(xa), sum(xb) / len(xb)
-    diff, n = ma - mb, min(len(xa), len(xb))
+    diff, n = float(np.mean(xa) - np.mean(xb)), min(len(xa), len(xb))
     if len(xa) < 2 or len(xb) < 2:
         return Interval(diff, math.nan, n)
-    sa, sb = _variance(xa, ma) / len(xa), _variance(xb, mb) / len(xb)
-    se2 = sa + sb
-    if se2 == 0.0:
+    if np.var(xa) == 0.0 and np.var(xb) == 0.0:
         return Interval(diff, 0.0, n)
-    df = se2**2 / (sa**2 / (len(xa) - 1) + sb**2 / (len(xb) - 1))
-    return Interval(diff, t_quantile(0.5 + level / 2.0, df) * math.sqrt(se2), n, df)
+    result = stats.ttest_ind(xa, xb, equal_var=False)
+    ci = result.confidence_interval(level)
+    return Interval(diff, float(ci.high - diff), n, float(result.df))
+
+
+@dataclass(frozen=True)
+class Test:
+    """A difference `a - b` under one variance model: estimate, standard error, df, two-sided p-value."""
+
+    model: str
+    diff: float
+    se: float
+    df: float
+
+    @property
+    def p(self) -> float:
+        if not (math.isfinite(self.se) and self.se > 0 and self.df > 0):
+            return math.nan
+        return float(2.0 * stats.t.sf(abs(self.diff) / self.se, self.df))
+
+    def interval(self, level: float) -> tuple[float, float]:
+        if not (math.isfinite(self.se) and self.df > 0):
+            return math.nan, math.nan
+        if self.se == 0.0:
+            return self.diff, self.diff
+        low, high = stats.t.interval(level, self.df, loc=self.diff, scale=self.se)
+        return float(low), float(high)
+
+    def tost(self, margin: float) -> float:
+        """The TOST p-value for |a - b| < margin: the larger of the two one-sided p-values."""
+        if not (math.isfinite(margin) and margin > 0 and math.isfinite(self.se) and self.se > 0 and self.df > 0):
+            return math.nan
+        above = stats.t.sf((self.diff + margin) / self.se, self.df)
+        below = stats.t.cdf((self.diff - margin) / self.se, self.df)
+        return float(max(above, below))
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> Test:
+    xa, xb = np.asarray(_finite(a)), np.asarray(_finite(b))
+    if len(xa) < 2 or len(xb) < 2:
+        return Test("welch", _diff(xa, xb), math.nan, math.nan)
+    result = stats.ttest_ind(xa, xb, equal_var=False)
+    se = math.hypot(float(stats.sem(xa)), float(stats.sem(xb)))
+    return Test("welch", _diff(xa, xb), se, float(result.df))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> Test:
+    """`a[i]` and `b[i]` are the same seed."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return Test("paired", float(d.mean()) if len(d) else math.nan, math.nan, math.nan)
+    result = stats.ttest_rel(np.asarray(a, dtype=float), np.asarray(b, dtype=float), nan_policy="omit")
+    return Test("paired", float(d.mean()), float(stats.sem(d)), float(result.df))
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The pooled within-cell SD of `groups` and its degrees of freedom (sum of n - 1 over cells)."""
+    clean = [np.asarray(_finite(g)) for g in groups]
+    clean = [g for g in clean if len(g) >= 2]
+    df = sum(len(g) - 1 for g in clean)
+    if df == 0:
+        return math.nan, 0
+    ss = sum(float(((g - g.mean()) ** 2).sum()) for g in clean)
+    return math.sqrt(ss / df), df
+
+
+def pooled_test(a: Sequence[float], b: Sequence[float], sd: float, df: int) -> Test:
+    xa, xb = _finite(a), _finite(b)
+    if not xa or not xb or df < 1:
+        return Test("pooled", _diff(np.asarray(xa), np.asarray(xb)), math.nan, math.nan)
+    return Test("pooled", _diff(np.asarray(xa), np.asarray(xb)), sd * math.sqrt(1 / len(xa) + 1 / len(xb)), df)
+
+
+def _diff(xa: np.ndarray, xb: np.ndarray) -> float:
+    return float(xa.mean() - xb.mean()) if len(xa) and len(xb) else math.nan
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error); NaN p-values stay NaN and do not count."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(len(p), math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    if len(finite):
+        out[finite] = _holm(p[finite])
+    return out.tolist()
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """scipy.stats offers only false-discovery-rate control, so Holm's few lines are written out here."""
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
 
 
 def steps_to_fraction(steps: Sequence[float], top1: Sequence[float], final: float, fraction: float = 0.95) -> float:

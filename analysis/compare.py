@@ -1,0 +1,284 @@
+"""The comparisons table: what the seeds can and cannot tell about each cell of a figure against its baseline.
+
+A *family* is the set of cells one figure compares (Fig. 9 residual, Fig. 10 activation, Fig. 11 segments),
+every other axis held fixed; a figure blocked by a second varying axis gives one family per `--where`
+selection. Within a family each cell is compared with the baseline cell (the paper's Xception value of the
+figure's axis), and for Fig. 10 every pair of activations too. Per family and metric:
+
+- `diff`, `low`, `high`: the cell minus the baseline with its 95% interval, under the declared variance model;
+- `p`, `p_holm`: the two-sided p-value and Holm's adjustment over the family's comparisons of that metric;
+- `p_tost`: the two one-sided tests against ±margin (accuracies only; the 90% interval inside the margin);
+- `mde`: the smallest difference these seed counts detect with 80% power at the 5% family-wise level after
+  Holm (the level of its first step, 5% / comparisons), from the family's pooled seed SD, with the t-quantile
+  sum `(t_{1-a/2} + t_{power}) * sd * sqrt(1/n + 1/n_baseline)`, df = n + n_baseline - 2;
+- `verdict`: `better` / `worse` when Holm's p < 0.05, else `equivalent` when TOST's p < 0.05, else
+  `inconclusive`.
+
+The primary endpoint is the final test top-1 when every run of the family has one, else the final validation
+top-1; secondary ones are the final validation loss, the final unsmoothed training cross-entropy (when runs log
+it) and the area under the validation top-1 curve. Accuracies are in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .axes import BASELINE, DEPTHWISE, text
+from .plan import plan_figures
+from .stats import Test, holm, paired_test, pooled_sd, pooled_test, welch_test
+
+ALPHA = 0.05
+POWER = 0.8
+DEFAULT_MARGIN = 0.5
+"""Equivalence margin for accuracies, in percentage points, when the study's config declares none."""
+PAIRWISE: frozenset[str] = frozenset({"activation"})
+"""Figures whose cells are also compared pairwise (Fig. 10: ReLU against ELU as well as each against none)."""
+VERDICTS: tuple[str, ...] = ("better", "worse", "equivalent", "inconclusive")
+COLUMNS: tuple[str, ...] = (
+    "family", "axis", "cell", "baseline", "metric", "model", "n", "n_baseline", "diff", "low", "high",
+    "low90", "high90", "p", "p_holm", "margin", "p_tost", "sd_pooled", "mde", "verdict",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    column: str
+    higher_is_better: bool
+    points: bool
+    """An accuracy in percentage points: the equivalence margin applies."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    axis: str
+    values: list[Any]
+    baseline: Any
+    runs: pd.DataFrame
+
+
+def _is(value: Any) -> Callable[[Any], bool]:
+    return lambda v: type(v) is type(value) and v == value
+
+
+def families(runs: pd.DataFrame) -> list[Family]:
+    """One family per drawable figure, and per `--where` selection of a figure that another axis blocks."""
+    out = []
+    for plan in plan_figures(runs):
+        selections = [{}] if plan.drawable else plan.selections
+        for selection in selections:
+            subset = runs
+            for axis, value in selection.items():
+                subset = subset[subset[axis].map(_is(value))]
+            values = [v for v in plan.values if subset[plan.axis].map(_is(v)).any()]
+            base = BASELINE.get(plan.axis)
+            baseline = base if any(_is(base)(v) for v in values) else values[0]
+            suffix = "[" + ",".join(f"{a}={text(v)}" for a, v in selection.items()) + "]" if selection else ""
+            out.append(Family(plan.name + suffix, plan.axis, values, baseline, subset.reset_index(drop=True)))
+    return out
+
+
+def with_endpoints(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus per-run endpoint columns: `top1_pp`, `test_top1_pp`, `train_ce_final`, `auc_pp`."""
+    out = runs.copy()
+    out["top1_pp"] = 100.0 * out["val_top1"].astype(float)
+    out["test_top1_pp"] = 100.0 * out["test_top1"].astype(float)
+    out["auc_pp"] = [_auc(curves, run_id) for run_id in out["run_id"]]
+    out["train_ce_final"] = [
+        ce if math.isfinite(ce) else _last_train_ce(curves, run_id)
+        for ce, run_id in zip(out["train_ce"].astype(float), out["run_id"], strict=True)
+    ]
+    return out
+
+
+def _auc(curves: pd.DataFrame, run_id: Any) -> float:
+    """The area under the run's validation top-1 curve over its evaluated steps, divided by their span: the
+    mean top-1 (points) during training, which rewards converging early."""
+    val = curves[(curves["run_id"] == run_id) & (curves["split"] == "val")].sort_values("step")
+    steps, top1 = val["step"].to_numpy(float), 100.0 * val["top1"].to_numpy(float)
+    if len(steps) == 0:
+        return math.nan
+    if len(steps) == 1 or steps[-1] == steps[0]:
+        return float(top1[-1])
+    return float(np.trapezoid(top1, steps) / (steps[-1] - steps[0]))
+
+
+def _last_train_ce(curves: pd.DataFrame, run_id: Any) -> float:
+    if "ce" not in curves:
+        return math.nan
+    train = curves[(curves["run_id"] == run_id) & (curves["split"] == "train")].sort_values("step")
+    ce = train["ce"].astype(float).dropna()
+    return float(ce.iloc[-1]) if len(ce) else math.nan
+
+
+def metrics_of(runs: pd.DataFrame) -> list[Metric]:
+    """The primary endpoint first, then the secondary ones the runs have values for."""
+    test = runs["test_top1_pp"].astype(float)
+    primary = (
+        Metric("final test top-1", "test_top1_pp", True, True)
+        if len(test) and np.isfinite(test).all()
+        else Metric("final val top-1", "top1_pp", True, True)
+    )
+    secondary = [
+        Metric("final val loss", "val_loss", False, False),
+        Metric("final train CE", "train_ce_final", False, False),
+        Metric("val top-1 AUC", "auc_pp", True, True),
+    ]
+    return [primary, *(m for m in secondary if np.isfinite(runs[m.column].astype(float)).any())]
+
+
+def pairs(family: Family) -> list[tuple[Any, Any]]:
+    """(cell, reference) pairs: every cell against the baseline, then pairwise where the figure asks for it."""
+    others = [v for v in family.values if not _is(family.baseline)(v)]
+    out = [(v, family.baseline) for v in others]
+    if family.axis in PAIRWISE:
+        out += [(b, a) for a, b in combinations(others, 2)]
+    return out
+
+
+def _by_seed(family: Family, value: Any, column: str) -> pd.Series:
+    rows = family.runs[family.runs[family.axis].map(_is(value))]
+    series = pd.Series(rows[column].astype(float).to_numpy(), index=rows["seed"].to_numpy())
+    return series.dropna()
+
+
+def _test(model: str, a: pd.Series, b: pd.Series, sd: float, df: int) -> Test:
+    if model == "pooled":
+        return pooled_test(a.tolist(), b.tolist(), sd, df)
+    if model == "paired":
+        if set(a.index) == set(b.index) and len(a) >= 2:
+            seeds = sorted(a.index)
+            return paired_test(a[seeds].tolist(), b[seeds].tolist())
+        test = welch_test(a.tolist(), b.tolist())
+        return Test("welch (seeds differ: unpaired)", test.diff, test.se, test.df)
+    return welch_test(a.tolist(), b.tolist())
+
+
+def mde(sd: float, n: int, n_baseline: int, comparisons: int, power: float = POWER, alpha: float = ALPHA) -> float:
+    """The difference detectable with `power` at level `alpha / comparisons` (Holm's first step)."""
+    df = n + n_baseline - 2
+    if not (math.isfinite(sd) and df > 0 and comparisons > 0):
+        return math.nan
+    level = alpha / comparisons
+    factor = stats.t.ppf(1 - level / 2, df) + stats.t.ppf(power, df)
+    return float(factor * sd * math.sqrt(1 / n + 1 / n_baseline))
+
+
+def verdict(p_holm: float, p_tost: float, diff: float, higher_is_better: bool) -> str:
+    if math.isfinite(p_holm) and p_holm < ALPHA:
+        return "better" if (diff > 0) == higher_is_better else "worse"
+    if math.isfinite(p_tost) and p_tost < ALPHA:
+        return "equivalent"
+    return "inconclusive"
+
+
+def compare_family(family: Family, metric: Metric, model: str, margin: float) -> list[dict[str, Any]]:
+    """The rows of one family and metric, Holm-adjusted together."""
+    cells = {repr(v): _by_seed(family, v, metric.column) for v in family.values}
+    sd, df = pooled_sd([s.tolist() for s in cells.values()])
+    todo = pairs(family)
+    rows = []
+    for cell, reference in todo:
+        a, b = cells[repr(cell)], cells[repr(reference)]
+        test = _test(model, a, b, sd, df)
+        low, high = test.interval(0.95)
+        low90, high90 = test.interval(0.90)
+        row_margin = margin if metric.points else math.nan
+        rows.append(
+            {
+                "family": family.name, "axis": family.axis, "cell": cell, "baseline": reference,
+                "metric": metric.name, "model": test.model, "n": len(a), "n_baseline": len(b),
+                "diff": test.diff, "low": low, "high": high, "low90": low90, "high90": high90, "p": test.p,
+                "margin": row_margin, "p_tost": test.tost(row_margin), "sd_pooled": sd,
+                "mde": mde(sd, len(a), len(b), len(todo)),
+            }
+        )  # fmt: skip
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
+        row["verdict"] = verdict(adjusted, row["p_tost"], row["diff"], metric.higher_is_better)
+    return rows
+
+
+def comparisons(
+    runs: pd.DataFrame, curves: pd.DataFrame, model: str = "welch", margin: float = DEFAULT_MARGIN
+) -> pd.DataFrame:
+    """Every family's comparisons, primary endpoint first within each family."""
+    rows: list[dict[str, Any]] = []
+    for family in families(with_endpoints(runs, curves)):
+        for metric in metrics_of(family.runs):
+            rows += compare_family(family, metric, model, margin)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def study_margin(runs: pd.DataFrame, given: float | None) -> tuple[float, str]:
+    """The equivalence margin and where it came from: the study's `design.margin` (declared before the
+    runs) wins over `--margin`, which is only the fallback for studies that declared none."""
+    declared = sorted(
+        {float(m) for m in runs.get("design_margin", pd.Series(dtype=float)).astype(float) if math.isfinite(m)}
+    )
+    if declared:
+        return declared[0], "study config (design.margin)" + (f"; also {declared[1:]}" if len(declared) > 1 else "")
+    if given is not None:
+        return given, "--margin"
+    return DEFAULT_MARGIN, "default"
+
+
+# Words ------------------------------------------------------------------------------------------------------------
+
+
+SHORT: dict[str, dict[Any, str]] = {
+    "activation": {"none": "none", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"},
+    "residual": {True: "with residual", False: "without residual"},
+}
+
+
+def short_label(axis: str, value: Any) -> str:
+    if axis == "segments":
+        return "depthwise" if value == DEPTHWISE else ("1 segment" if value == 1 else f"{value} segments")
+    for key, label in SHORT.get(axis, {}).items():
+        if _is(key)(value):
+            return label
+    return f"{axis}={text(value)}"
+
+
+def p_text(p: float) -> str:
+    """Two decimals; three below 0.01 and near 0.05, where two would read as the threshold itself."""
+    if not math.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 or 0.045 <= p < 0.055 else f"{p:.2f}"
+
+
+def number(value: float, points: bool, signed: bool = False) -> str:
+    """Points with two decimals, losses with four."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:{'+' if signed else ''}.{2 if points else 4}f}"
+
+
+def sentence(row: pd.Series) -> str:
+    """One comparison in words, e.g. `ReLU vs none, final val top-1: -1.03 points [-1.87, -0.19],
+    inconclusive (Holm p = 0.09); detectable: 1.2`."""
+    points = math.isfinite(row["margin"]) or "top-1" in str(row["metric"])
+    unit = " points" if points else ""
+    head = f"{short_label(row['axis'], row['cell'])} vs {short_label(row['axis'], row['baseline'])}, {row['metric']}"
+    estimate = (
+        f"{number(row['diff'], points, signed=True)}{unit} "
+        f"[{number(row['low'], points, signed=True)}, {number(row['high'], points, signed=True)}]"
+    )
+    if row["verdict"] == "equivalent":
+        why = f"equivalent within ±{row['margin']:g} (TOST p = {p_text(row['p_tost'])})"
+    else:
+        why = f"{row['verdict']} (Holm p = {p_text(row['p_holm'])})"
+    detectable = f"{row['mde']:.1f}" if points and math.isfinite(row["mde"]) else number(row["mde"], points)
+    return f"{head}: {estimate}, {why}; detectable: {detectable}"

@@ -1,0 +1,116 @@
+"""The comparisons as files: `comparisons.csv` (every column, machine-readable), `comparisons.md` and
+`comparisons.tex` (readable, one table per family), `verdicts.md` (one generated sentence per comparison, for
+READMEs to quote rather than paraphrase) and, with `--plan`, `plan.csv`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from .axes import text
+from .compare import number, p_text, sentence, short_label
+from .tables import _tex
+
+Write = Callable[[Path, str], None]
+HEADERS: tuple[str, ...] = (
+    "cell", "vs", "metric", "n", "Δ", "95% CI", "p", "Holm p", "TOST p", "detectable", "verdict",
+)  # fmt: skip
+
+
+def _points(row: pd.Series) -> bool:
+    return "top-1" in str(row["metric"])
+
+
+def readable_rows(table: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for _, r in table.iterrows():
+        pts = _points(r)
+        rows.append(
+            [
+                short_label(r["axis"], r["cell"]),
+                short_label(r["axis"], r["baseline"]),
+                str(r["metric"]),
+                f"{r['n']}/{r['n_baseline']}",
+                number(r["diff"], pts, signed=True),
+                f"[{number(r['low'], pts, signed=True)}, {number(r['high'], pts, signed=True)}]",
+                p_text(r["p"]),
+                p_text(r["p_holm"]),
+                p_text(r["p_tost"]) if math.isfinite(r["margin"]) else "",
+                number(r["mde"], pts),
+                str(r["verdict"]),
+            ]
+        )
+    return rows
+
+
+def notes(model: str, margin: float, source: str) -> str:
+    return (
+        f"Variance model: {model}. Δ: cell minus the reference, accuracies in percentage points, losses as "
+        "logged; 95% CI under that model. Holm p: adjusted over the family's comparisons of the same metric. "
+        f"TOST p: two one-sided tests against ±{margin:g} points ({source}; accuracies only; not adjusted). "
+        "Detectable: the difference these seeds detect with 80% power at the 5% family-wise level, from the "
+        "family's pooled seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, "
+        "else inconclusive."
+    )
+
+
+def to_markdown(table: pd.DataFrame, note: str) -> str:
+    lines = ["# Comparisons", ""]
+    for family, rows in table.groupby("family", sort=False):
+        lines += [f"## {family}", "", "| " + " | ".join(HEADERS) + " |"]
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADERS) - 4) + ["---"]) + "|")
+        lines += ["| " + " | ".join(row) + " |" for row in readable_rows(rows)]
+        lines.append("")
+    return "\n".join([*lines, note, ""])
+
+
+def to_latex(table: pd.DataFrame, note: str) -> str:
+    """One booktabs table per family (needs `\\usepackage{booktabs}`)."""
+    lines: list[str] = []
+    for family, rows in table.groupby("family", sort=False):
+        lines += [
+            r"\begin{table}[t]",
+            r"\centering\small",
+            r"\begin{tabular}{lll" + "r" * (len(HEADERS) - 4) + "l}",
+            r"\toprule",
+            " & ".join(_tex(h) for h in HEADERS) + r" \\",
+            r"\midrule",
+            *(" & ".join(_tex(c) for c in row) + r" \\" for row in readable_rows(rows)),
+            r"\bottomrule",
+            r"\end{tabular}",
+            rf"\caption{{{_tex(str(family))}. {_tex(note)}}}",
+            r"\end{table}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def to_verdicts(table: pd.DataFrame, note: str) -> str:
+    lines = ["# Verdicts", ""]
+    for family, rows in table.groupby("family", sort=False):
+        lines += [f"## {family}", ""]
+        lines += [f"- {sentence(r)}" for _, r in rows.iterrows()]
+        lines.append("")
+    return "\n".join([*lines, note, ""])
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    out = frame.copy()
+    for column in ("cell", "baseline"):
+        if column in out:
+            out[column] = out[column].map(text)
+    return out.to_csv(index=False, na_rep="", float_format="%.6g")
+
+
+def write_comparisons(table: pd.DataFrame, out: Path, note: str, write: Write) -> list[Path]:
+    paths = [out / name for name in ("comparisons.csv", "comparisons.md", "comparisons.tex", "verdicts.md")]
+    for path, content in zip(
+        paths,
+        (csv_text(table), to_markdown(table, note), to_latex(table, note), to_verdicts(table, note)),
+        strict=True,
+    ):
+        write(path, content)
+    return paths
