@@ -25,6 +25,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from xablate.convergence import NOT_CONVERGED, still_rising
+
 from .axes import DEPTHWISE, is_baseline, legend_label, text
 from .compare import p_text, short_label
 from .plan import VERSIONS, FigurePlan
@@ -201,13 +203,33 @@ def profile_figure(
     draw_curves(axes[1], plan, runs, curves, split="train", column=loss_column(curves))
     if with_diffs:
         draw_differences(axes[2], diffs)
-    _titles(fig, plan, runs, width=140)
+    _titles(fig, plan, runs, width=140, curves=curves)
     return fig
 
 
-def _titles(fig: Figure, plan: FigurePlan, runs: pd.DataFrame, width: int) -> None:
+def budget_line(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """The training budget the figure shows and, when most runs were still learning at the end, that the
+    differences are in the speed of learning (a short demo must not read as a result)."""
+    val = curves[curves["split"] == "val"] if len(curves) else curves
+    if not len(val) or "steps" not in runs:
+        return ""
+    steps = int(pd.to_numeric(runs["steps"], errors="coerce").median())
+    epochs = pd.to_numeric(val["epoch"], errors="coerce").max()
+    line = f"budget: {steps} steps ({epochs:.3g} epochs) per run"
+    rising = [
+        still_rising(list(zip(group["step"].astype(float), group["top1"].astype(float), strict=True)))
+        for _, group in val.sort_values("step").groupby("run_id")
+    ]
+    if sum(rising) * 2 > len(rising):
+        line += f"; validation top-1 still rising at the end in {sum(rising)} of {len(rising)} runs: {NOT_CONVERGED}"
+    return line
+
+
+def _titles(fig: Figure, plan: FigurePlan, runs: pd.DataFrame, width: int, curves: pd.DataFrame) -> None:
     context = textwrap.fill(_context(plan, runs), width=width)
-    fig.suptitle(TITLES.get(plan.axis, plan.axis) + "\n" + context, fontsize=9.5)
+    budget = budget_line(runs, curves)
+    budget = "\n" + textwrap.fill(budget, width=width) if budget else ""
+    fig.suptitle(TITLES.get(plan.axis, plan.axis) + "\n" + context + budget, fontsize=9.5)
 
 
 NEAR_CONSTANT = 0.03
@@ -385,7 +407,7 @@ def spectrum_figure(
             panel.set_xlabel("segments (log2; dw set apart)" if len(bottom_row) > 1 else panels[0].get_xlabel())
     if with_diffs:
         draw_differences(fig.add_subplot(grid[:, 2]), diffs)
-    _titles(fig, plan, runs, width=170)
+    _titles(fig, plan, runs, width=170, curves=curves)
     return fig
 
 

@@ -18,7 +18,7 @@ from scipy import stats
 import analysis.figures as figures_module
 from analysis.__main__ import main
 from analysis.compare import comparisons, mde, study_margin
-from analysis.figures import draw, spectrum_positions
+from analysis.figures import budget_line, draw, spectrum_positions
 from analysis.load import METRIC_COLUMNS, Runs, build, clean_metrics, design_margin, load_local, run_row
 from analysis.plan import plan_figures
 from analysis.power import plan_rows, upper_sd
@@ -332,3 +332,17 @@ def test_test_rows_and_the_ce_column_are_kept_when_present_and_optional() -> Non
     clean = clean_metrics(table, "metrics.csv")
     assert "ce" in clean and clean["ce"].isna().all()
     assert list(clean.loc[clean["split"] == "test", "top1"]) == [0.89]
+
+
+def test_figure_subtitle_gives_the_budget_and_says_when_runs_had_not_converged() -> None:
+    runs = pd.DataFrame({"run_id": ["a", "b"], "steps": [40, 40]})
+
+    def curves(gain: float) -> pd.DataFrame:
+        rows = [(run, step, step / 20, "val", 0.6 + gain * step / 40) for run in "ab" for step in (10, 20, 30, 40)]
+        return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "split", "top1"])
+
+    assert budget_line(runs, curves(0.2)) == (
+        "budget: 40 steps (2 epochs) per run; validation top-1 still rising at the end in 2 of 2 runs: "
+        "not converged, so differences reflect the speed of learning at this budget"
+    )
+    assert budget_line(runs, curves(0.0)) == "budget: 40 steps (2 epochs) per run"

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .convergence import NOT_CONVERGED, still_rising
 from .identity import cell_folder
 from .metrics import METRICS
 from .reuse import completed_twin
@@ -93,10 +94,6 @@ def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
     return stem.with_suffix(".md")
 
 
-RISING_POINTS = 0.5
-"""Validation top-1 (in points) gained over a run's last quarter that marks it as still learning."""
-
-
 def _val_curve(folder: Path) -> list[tuple[float, float, float]]:
     """(step, epoch, top-1) of each evaluation in a cell's `metrics.csv`."""
     try:
@@ -105,15 +102,6 @@ def _val_curve(folder: Path) -> list[tuple[float, float, float]]:
         return [(float(r["step"]), float(r["epoch"]), float(r["top1"])) for r in rows]
     except (OSError, ValueError, KeyError):
         return []
-
-
-def still_rising(curve: list[tuple[float, float, float]]) -> bool:
-    """Whether validation top-1 rose by `RISING_POINTS` or more from three quarters of the run to its end."""
-    if len(curve) < 2:
-        return False
-    last_step, _, last = curve[-1]
-    earlier = [top1 for step, _, top1 in curve if step <= 0.75 * last_step] or [curve[0][2]]
-    return (last - earlier[-1]) * 100 >= RISING_POINTS
 
 
 def budget_note(cells: list[DictConfig]) -> str | None:
@@ -127,12 +115,9 @@ def budget_note(cells: list[DictConfig]) -> str | None:
     curve = _val_curve(cell_folder(cfg))
     epochs = f" ({curve[-1][1]:.3g} epochs)" if curve else ""
     line = f"budget: {steps} steps of {batch} images, {steps * batch:,} images{epochs} per cell"
-    rising = sum(still_rising(_val_curve(cell_folder(c))) for c, _ in done)
+    rising = sum(still_rising([(step, top1) for step, _, top1 in _val_curve(cell_folder(c))]) for c, _ in done)
     if rising:
-        line += (
-            f"; validation top-1 still rising at the end in {rising} of {len(done)} cells: not converged, "
-            "so differences reflect the speed of learning at this budget"
-        )
+        line += f"; validation top-1 still rising at the end in {rising} of {len(done)} cells: {NOT_CONVERGED}"
     return line
 
 
