@@ -20,7 +20,7 @@ TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "trainer.e
 def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_them(
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
-    args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo"]
+    args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo", "data.holdout=64"]
     first = xablate_cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
@@ -38,7 +38,7 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         assert run["run"].display_name == summary["name"]
         assert parse_segments(run["config"]["segments"]) == summary["segments"]
         assert run["config"]["model"]["name"] == "xception_mini"
-        assert run["metrics"]["train/*"] == run["metrics"]["val/*"] == "trainer/step"
+        assert run["metrics"]["train/*"] == run["metrics"]["val/*"] == run["metrics"]["test/*"] == "trainer/step"
         assert all(row["trainer/step"] == row["_step"] for row in run["history"])
         val_steps = [row["_step"] for row in run["history"] if "val/top1" in row]
         assert val_steps == [8, 16]
@@ -47,6 +47,9 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         assert wall == sorted(wall) and wall[0] > 0
         last_val = [row["val/top1"] for row in run["history"] if "val/top1" in row][-1]
         assert last_val == pytest.approx(summary["val_top1"])
+        (test,) = [row for row in run["history"] if "test/top1" in row]
+        assert test["_step"] == 16 and test["test/top1"] == pytest.approx(summary["test_top1"])
+        assert all("train/ce" in row for row in run["history"] if "train/loss" in row)
         assert run["summary"]["status"] == "completed"
         assert run["exit_code"] == 0
 
