@@ -13,9 +13,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .lock import LOCK
 from .results import SUMMARY, read_summary, write_json_atomic
 
-NOT_COPIED = frozenset({SUMMARY, "wandb", ".hydra", "archive"})
+NOT_COPIED = frozenset({SUMMARY, LOCK, "wandb", ".hydra", "archive"})
 
 
 def completed_twin(out: Path) -> Path | None:

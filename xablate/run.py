@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ from omegaconf import DictConfig
 
 from .config import model_kwargs, validate
 from .costs import ModelCost, profile
+from .data import check_data
+from .distributed import world_from_env
+from .lock import CellBusy, acquire, release
 from .models import create_model
 from .results import SUMMARY, read_summary, write_json_atomic
 from .runs import run_key, run_name
@@ -66,8 +70,13 @@ def format_costs(cfg: DictConfig, cost: ModelCost) -> str:
 
 
 def dry_run(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    """Check what a real run would (the data unless `data.check=false`), print the costs, write the summary."""
+    if cfg.data.check:
+        check_data(cfg.data)
     cost = model_cost(cfg)
     print(format_costs(cfg, cost), flush=True)
+    if not cfg.data.check:
+        print(f"  data check skipped (data.check=false): {cfg.data.root!r} not looked at", flush=True)
     summary = {
         "status": "dry_run",
         **axes(cfg),
@@ -93,11 +102,24 @@ def record_failure(cfg: DictConfig, error: str, out: Path | None = None) -> dict
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
-    """Dry-run or train the cell `cfg` describes; return its summary (also in `out/summary.json`)."""
+    """Dry-run or train the cell `cfg` describes; return its summary (also in `out/summary.json`).
+
+    Training holds the cell's lock (see `lock.py`): a cell another live process holds is not touched, and
+    its summary here has status `running`."""
     validate(cfg)
     out = output_dir(cfg) if out is None else out
     if cfg.dry_run:
         return dry_run(cfg, out)
     from .train import train_run
 
-    return train_run(cfg, out)
+    if not world_from_env().is_main:
+        return train_run(cfg, out)
+    try:
+        holder = acquire(out)
+    except CellBusy as busy:
+        print(f"xablate: {busy}", file=sys.stderr, flush=True)
+        return {"status": "running", **axes(cfg), "error": str(busy)}
+    try:
+        return train_run(cfg, out)
+    finally:
+        release(out, holder)

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .lock import holder_if_live
 from .results import read_summary
 from .reuse import completed_twin
 from .runs import run_dir_name
@@ -25,15 +26,25 @@ def cell_dir(cfg: DictConfig) -> Path:
     return Path(cfg.out_dir) / cfg.study / run_dir_name(cfg)
 
 
+def _status_now(folder: Path) -> str:
+    """The status in the folder's summary (`new` without one), or `running` while a live process holds it."""
+    status = (read_summary(folder) or {}).get("status", "new")
+    if status not in DONE and holder_if_live(folder) is not None:
+        return "running"
+    return status
+
+
 def announce(cells: list[DictConfig]) -> str:
     """One line on what running these cells will do, given what their folders hold now."""
     if cells and cells[0].dry_run:
         return f"sweep: {len(cells)} cells, dry run"
     if cells and cells[0].rerun:
         return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
-    status = [(read_summary(cell_dir(c)) or {}).get("status", "new") for c in cells]
+    status = [_status_now(cell_dir(c)) for c in cells]
     before = Counter(status)
     parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
+    if before["running"]:
+        parts.append(f"{before['running']} running elsewhere (left alone)")
     if before["interrupted"] + before["failed"]:
         parts.append(
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
@@ -51,6 +62,8 @@ def report_rows(cells: list[DictConfig]) -> list[dict[str, Any]]:
     for cfg in cells:
         folder = cell_dir(cfg)
         summary = read_summary(folder) or {"status": "missing", "error": "no summary.json was written"}
+        if summary.get("status") not in DONE and (holder := holder_if_live(folder)) is not None:
+            summary = {**summary, "status": "running", "error": f"running elsewhere ({holder})"}
         rows.append(
             {
                 "cell": folder.name,

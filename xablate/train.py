@@ -29,6 +29,7 @@ from .config import model_kwargs
 from .costs import profile
 from .data import build_loaders, check_data
 from .distributed import SINGLE, World, world_from_env
+from .lock import LOCK
 from .metrics import METRICS, MetricsLog, topk_correct
 from .models import create_model
 from .progress import Progress
@@ -137,7 +138,8 @@ def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
     if keep:
         entries = [out / name for name in (SUMMARY, METRICS) if (out / name).exists()]
     else:
-        entries = [p for p in out.iterdir() if p.name not in (".hydra", "archive") and not p.name.endswith(".log")]
+        kept = (".hydra", "archive", LOCK)
+        entries = [p for p in out.iterdir() if p.name not in kept and not p.name.endswith(".log")]
     if not entries:
         return None
     dest = out / "archive" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
