@@ -20,7 +20,7 @@ from .layers import parse_segments
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
         "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir",
-        "data.root", "data.num_workers", "trainer.log_every", "trainer.progress", "trainer.threads",
+        "data.root", "data.num_workers", "data.check", "trainer.log_every", "trainer.progress", "trainer.threads",
         "trainer.deterministic",
     }
 )  # fmt: skip
