@@ -7,6 +7,7 @@ write before Hydra launches anything, whatever the launcher, and can read the ve
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .files import write_atomic
 from .lock import holder_if_live
 from .results import read_summary
 from .reuse import completed_twin
@@ -96,11 +98,12 @@ def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
     folder = sweep_dir / "sweeps"
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    stem.with_suffix(".md").write_text(format_table(rows) + "\n")
-    with stem.with_suffix(".csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(stem.with_suffix(".md"), format_table(rows) + "\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(stem.with_suffix(".csv"), table.getvalue())
     return stem.with_suffix(".md")
 
 
