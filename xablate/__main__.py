@@ -75,7 +75,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         summary = record_failure(cfg, f"{err}")
         print(f"xablate: error: {err}", file=sys.stderr)
     except WriteError as err:
-        print(f"xablate: error: {_first_write_error(err)}", file=sys.stderr)
+        print(f"xablate: error: {_first_write_error(err)}; make room and run again to resume", file=sys.stderr)
         if not multirun:
             sys.exit(1)
         return
