@@ -36,14 +36,16 @@ SHORT = [*TINY, "trainer.max_steps=8", "trainer.eval_every=4"]
 """Eight steps, a checkpoint after steps 4 and 8 (about 1.4 MB each)."""
 
 
-def xablate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def xablate(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "xablate", *args],
         cwd=cwd,
         env=_env(env),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
 
 
@@ -317,8 +319,8 @@ def test_two_processes_on_one_cell(tmp_path: Path) -> None:
         while not list(out_dir.glob(f"*/*/{LOCK}")) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         (lock,) = out_dir.glob(f"*/*/{LOCK}")
-        second = xablate(*args, cwd=tmp_path)
-        sweep = xablate("-m", "seed=0", *args, cwd=tmp_path)
+        second = xablate(*args, cwd=tmp_path, timeout=90)  # a second run that trains would take minutes
+        sweep = xablate("-m", "seed=0", *args, cwd=tmp_path, timeout=90)
         assert first.poll() is None, "the first run ended before the second started"
     finally:
         first.send_signal(signal.SIGTERM)
