@@ -348,3 +348,14 @@ def test_stale_lock_is_taken_over_and_a_live_one_elsewhere_is_not(tmp_path: Path
     (tmp_path / LOCK).write_text(json.dumps({**record, "host": "another-node"}))
     with pytest.raises(CellBusy, match=r"running elsewhere \(another-node, pid \d+, since 2026-01-01"):
         acquire(tmp_path)
+
+
+def test_lock_of_a_requeued_slurm_job_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = {"host": "node-a", "pid": 1, "since": "2026-01-01T00:00:00+00:00", "slurm_job": "77"}
+    (tmp_path / LOCK).write_text(json.dumps(record))
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert holder_if_live(tmp_path) is not None, "another live process of the same job (salloc) holds it"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert holder_if_live(tmp_path) is None
+    release(tmp_path, acquire(tmp_path))

@@ -2,10 +2,11 @@
 
 The lock is a file created with `O_CREAT | O_EXCL`, which is atomic on local disks and on the NFS and
 parallel file systems clusters share between nodes (unlike `flock`, which NFS may not honour across hosts).
-It records the holder's host, pid and start time, and its SLURM job id when it has one. A lock is stale,
-and is taken over, when its holder is on this host and that pid is gone, or when it was taken by this very
-SLURM job (a requeued job restarts on a new node). A lock held on another host is never broken
-automatically: delete the file by hand once that process is known to be gone.
+It records the holder's host, pid and start time, and its SLURM job id and restart count when it has them.
+A lock is stale, and is taken over, when its holder is on this host and that pid is gone, or when it was
+taken by an earlier start of this same SLURM job (a requeued job may restart on another node). Any other
+lock held on another host is never broken automatically: delete the file by hand once that process is
+known to be gone.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Holder:
     pid: int
     since: str
     slurm_job: str = ""
+    slurm_restart: int = 0
 
     def __str__(self) -> str:
         return f"{self.host}, pid {self.pid}, since {self.since}"
@@ -50,13 +52,15 @@ def _me() -> Holder:
         pid=os.getpid(),
         since=datetime.now(UTC).isoformat(timespec="seconds"),
         slurm_job=os.environ.get("SLURM_JOB_ID", ""),
+        slurm_restart=int(os.environ.get("SLURM_RESTART_COUNT") or 0),
     )
 
 
 def _parse(path: Path) -> Holder | None:
     try:
         data = json.loads(path.read_text())
-        return Holder(str(data["host"]), int(data["pid"]), str(data["since"]), str(data.get("slurm_job", "")))
+        slurm = (str(data.get("slurm_job", "")), int(data.get("slurm_restart", 0)))
+        return Holder(str(data["host"]), int(data["pid"]), str(data["since"]), *slurm)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -77,8 +81,10 @@ def _alive(pid: int) -> bool:
 
 
 def is_stale(holder: Holder) -> bool:
+    """The holder is gone: its pid has ended on this host, or SLURM has since requeued its job (this
+    process runs a later restart of the same job id, wherever the earlier one ran)."""
     me = _me()
-    if holder.slurm_job and holder.slurm_job == me.slurm_job and holder.pid != me.pid:
+    if holder.slurm_job and holder.slurm_job == me.slurm_job and holder.slurm_restart < me.slurm_restart:
         return True
     return holder.host == me.host and not _alive(holder.pid)
 
