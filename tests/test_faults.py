@@ -348,6 +348,9 @@ def test_stale_lock_is_taken_over_and_a_live_one_elsewhere_is_not(tmp_path: Path
     (tmp_path / LOCK).write_text(json.dumps({**record, "host": "another-node"}))
     with pytest.raises(CellBusy, match=r"running elsewhere \(another-node, pid \d+, since 2026-01-01"):
         acquire(tmp_path)
+    (tmp_path / LOCK).write_text("{")
+    with pytest.raises(CellBusy, match="cannot be read"):
+        acquire(tmp_path)
 
 
 def test_lock_of_a_requeued_slurm_job_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,8 +42,13 @@ class CellBusy(Exception):
 
     def __init__(self, folder: Path, holder: Holder | None) -> None:
         self.folder, self.holder = folder, holder
-        where = f" ({holder})" if holder is not None else ""
-        super().__init__(f"{folder.name}: running elsewhere{where}; nothing trained here")
+        if holder is None:
+            super().__init__(
+                f"{folder.name}: locked by {folder / LOCK}, which cannot be read (being written, or damaged); "
+                "nothing trained here (delete it if no process runs this cell)"
+            )
+        else:
+            super().__init__(f"{folder.name}: running elsewhere ({holder}); nothing trained here")
 
 
 def _me() -> Holder:
