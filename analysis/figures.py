@@ -15,6 +15,7 @@ differ too, so that the figures also read in grey scale.
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from pathlib import Path
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from xablate.convergence import NOT_CONVERGED, still_rising
+from xablate.files import write_atomic
 
 from .axes import DEPTHWISE, is_baseline, legend_label, text
 from .compare import p_text, short_label
@@ -471,12 +473,12 @@ def _primary(compared: pd.DataFrame, family: str) -> pd.DataFrame:
 
 
 def save(fig: Figure, out: Path, name: str) -> list[Path]:
-    """`name.png` (150 dpi) and `name.pdf` in `out`, written next to their final names and renamed in."""
+    """`name.png` (150 dpi) and `name.pdf` in `out`, each written whole or not at all."""
     paths = []
     for suffix, kwargs in ((".png", {"dpi": 150}), (".pdf", {})):
         path = out / f"{name}{suffix}"
-        tmp = out / f".{name}.tmp{suffix}"
-        fig.savefig(tmp, **kwargs)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix[1:], **kwargs)
+        write_atomic(path, buffer.getvalue())
         paths.append(path)
     return paths

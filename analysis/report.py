@@ -9,12 +9,13 @@ so the folder never shows stale results. Nothing the manifest does not list is e
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from xablate.files import write_atomic
 
 from .axes import text
 from .compare import comparisons, study_margin
@@ -61,13 +62,7 @@ class Output:
         out.mkdir(parents=True, exist_ok=True)
 
     def write_text(self, path: Path, content: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(content)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, content)
         self.add([path])
 
     def add(self, paths: Sequence[Path]) -> None:

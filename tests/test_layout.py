@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "xablate"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("base", frozenset({"errors", "axes", "summary", "convergence"})),
+    ("base", frozenset({"errors", "axes", "summary", "convergence", "files", "lock"})),
     ("model", frozenset({"layers", "models", "costs"})),
     ("config", frozenset({"config", "identity"})),
     (

@@ -37,16 +37,26 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from .config import register_configs  # noqa: E402
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError, WriteError  # noqa: E402
 from .identity import register_resolvers  # noqa: E402
 from .lifecycle import exit_code, record_failure, run  # noqa: E402
 from .preflight import check_command  # noqa: E402
 from .sweep import announce, finish  # noqa: E402
 
+UNTRAINED_EXIT = {"dry_run": 0, "running": 1}
+"""Exit status of a job that trained nothing: a dry run succeeds; a cell locked by a live process did not run."""
+
 
 def _fail(err: ConfigError) -> None:
     print(f"xablate: error: {err}", file=sys.stderr)
     sys.exit(2)
+
+
+def _first_write_error(err: WriteError) -> WriteError:
+    """The write that failed first: on a full disk, writing the summary after a failed checkpoint fails too."""
+    while isinstance(err.__context__, WriteError):
+        err = err.__context__
+    return err
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -61,13 +71,19 @@ def _hydra_main(cfg: DictConfig) -> None:
             _fail(err)
         summary = record_failure(cfg, f"{err}")
         print(f"xablate: error: {err}", file=sys.stderr)
+    except WriteError as err:
+        print(f"xablate: error: {_first_write_error(err)}; make room and run again to resume", file=sys.stderr)
+        if not multirun:
+            sys.exit(1)
+        return
     except Exception:
         if not multirun:
             raise
         traceback.print_exc()
         return
-    code = 0 if summary["status"] == "dry_run" else exit_code(summary)
-    if code and (not multirun or summary["status"] == "interrupted"):
+    status = summary["status"]
+    code = UNTRAINED_EXIT[status] if status in UNTRAINED_EXIT else exit_code(summary)
+    if code and (not multirun or status == "interrupted"):
         sys.exit(code)
 
 

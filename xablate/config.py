@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +58,7 @@ class DataConfig:
     crop_padding: int = 2
     hflip: bool = True
     num_workers: int = 4
+    check: bool = True
 
 
 @dataclass
@@ -141,11 +145,117 @@ def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not known; allowed: {', '.join(allowed)}")
 
 
-def _positive(key: str, value: object, *, optional: bool = False, minimum: float = 1) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{key}={value!r} is invalid; allowed: a number >= {minimum}")
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric knob may take: finite, between `low` and `high` (either end open or absent)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    null: str = ""
+    """What null means when the knob may be null (e.g. "off"); empty when it may not."""
+
+    def admits(self, value: object) -> bool:
+        if value is None:
+            return bool(self.null)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        if self.integer and not float(value).is_integer():
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        x = "n" if self.integer else "x"
+        if self.low is not None and self.high is not None:
+            text = f"{_num(self.low)} {'<' if self.low_open else '<='} {x} {'<' if self.high_open else '<='} "
+            text += _num(self.high) + (" (an integer)" if self.integer else "")
+        elif self.low is not None:
+            text = f"{'an integer' if self.integer else x} {'>' if self.low_open else '>='} {_num(self.low)}"
+        else:
+            text = "a finite number"
+        return text + (f", or null ({self.null})" if self.null else "")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+_COUNT, _SOME = Range(1, integer=True), Range(0, integer=True)
+_FRACTION, _POSITIVE = Range(0, 1, high_open=True), Range(0, low_open=True)
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1, integer=True),
+    "model.width": _POSITIVE,
+    "model.middle_blocks": Range(0, integer=True, null="the architecture's own"),
+    "model.drop_rate": _FRACTION,
+    "data.image_size": _COUNT,
+    "data.in_chans": _COUNT,
+    "data.num_classes": _COUNT,
+    "data.batch_size": _COUNT,
+    "data.train_subset": Range(1, integer=True, null="all"),
+    "data.val_subset": Range(1, integer=True, null="all"),
+    "data.test_subset": Range(1, integer=True, null="all"),
+    "data.holdout": Range(0, integer=True),
+    "data.holdout_seed": Range(0, 2**32 - 1, integer=True),
+    "data.eval_batch_size": Range(1, integer=True, null="data.batch_size"),
+    "data.crop_padding": _SOME,
+    "data.num_workers": _SOME,
+    "optim.lr": Range(0),
+    "optim.momentum": _FRACTION,
+    "optim.weight_decay": Range(0),
+    "optim.eps": _POSITIVE,
+    "optim.warmup_steps": _SOME,
+    "optim.decay_rate": Range(0, 1, low_open=True),
+    "optim.decay_epochs": _POSITIVE,
+    "optim.decay_samples": Range(1, integer=True, null="use decay_epochs"),
+    "optim.label_smoothing": _FRACTION,
+    "optim.polyak_decay": Range(0, 1, low_open=True, high_open=True, null="off"),
+    "trainer.epochs": _POSITIVE,
+    "trainer.max_steps": Range(1, integer=True, null="no cap"),
+    "trainer.eval_every": Range(1, integer=True, null="once per epoch"),
+    "trainer.evals": Range(1, integer=True, null="use trainer.eval_every"),
+    "trainer.log_every": _COUNT,
+    "trainer.threads": Range(1, integer=True, null="PyTorch's default"),
+    "design.margin": _POSITIVE,
+}
+"""Every numeric knob of the schema and the values it may take; `check_ranges` enforces them."""
+
+PER_CHANNEL: dict[str, Range] = {"data.mean": Range(), "data.std": _POSITIVE}
+
+
+def _select(cfg: Config | DictConfig, dotted: str) -> Any:
+    return functools.reduce(getattr, dotted.split("."), cfg)
+
+
+def check_ranges(cfg: Config | DictConfig) -> None:
+    """Raise a one-line `ConfigError` naming the first numeric value outside its range, and the range."""
+    for key, allowed in RANGES.items():
+        value = _select(cfg, key)
+        if not allowed.admits(value):
+            raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
+    for key, allowed in PER_CHANNEL.items():
+        values = list(_select(cfg, key))
+        if not all(allowed.admits(v) for v in values):
+            raise ConfigError(f"{key}={values!r} is out of range; allowed: a list with every value {allowed}")
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}")
+PATH_COMPONENTS: tuple[str, ...] = ("study",)
+"""Values that name a folder under `out_dir` (the run folder's own name is made from checked axes)."""
+
+
+def check_path_components(cfg: Config | DictConfig) -> None:
+    """A value that becomes a folder name must be a plain name, so no run lands outside `out_dir`."""
+    for key in PATH_COMPONENTS:
+        value = _select(cfg, key)
+        if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or ".." in value:
+            raise ConfigError(
+                f"{key}={value!r} is invalid; allowed: a plain name of letters, digits and _ . + - "
+                "(no '/', no '..', not starting with '.', at most 100 characters)"
+            )
 
 
 def model_kwargs(cfg: Config | DictConfig, axes: Axes | None = None) -> dict[str, Any]:
@@ -200,33 +310,15 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
     _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
-    _positive("data.batch_size", cfg.data.batch_size)
-    _positive("data.train_subset", cfg.data.train_subset, optional=True)
-    _positive("data.val_subset", cfg.data.val_subset, optional=True)
-    _positive("data.image_size", cfg.data.image_size)
-    _positive("trainer.epochs", cfg.trainer.epochs, minimum=0)
-    _positive("trainer.max_steps", cfg.trainer.max_steps, optional=True)
-    _positive("trainer.eval_every", cfg.trainer.eval_every, optional=True)
-    _positive("trainer.evals", cfg.trainer.evals, optional=True)
+    check_ranges(cfg)
+    check_path_components(cfg)
     if cfg.trainer.evals is not None and cfg.trainer.eval_every is not None:
         raise ConfigError(
             f"trainer.evals={cfg.trainer.evals} and trainer.eval_every={cfg.trainer.eval_every} both set; "
             "allowed: one of them (the other null)"
         )
-    _positive("data.holdout", cfg.data.holdout, minimum=0)
-    _positive("data.test_subset", cfg.data.test_subset, optional=True)
-    _positive("data.eval_batch_size", cfg.data.eval_batch_size, optional=True)
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
-    _positive("design.margin", cfg.design.margin, minimum=0)
-    _positive("trainer.log_every", cfg.trainer.log_every)
-    _positive("trainer.threads", cfg.trainer.threads, optional=True)
-    _positive("optim.lr", cfg.optim.lr, minimum=0)
-    decay = cfg.optim.polyak_decay
-    if decay is not None and not 0 < decay < 1:
-        raise ConfigError(f"optim.polyak_decay={decay!r} is invalid; allowed: 0 < decay < 1, or null (off)")
-    if not 0 <= cfg.model.drop_rate < 1:
-        raise ConfigError(f"model.drop_rate={cfg.model.drop_rate!r} is invalid; allowed: 0 <= p < 1")
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
     with torch.device("meta"):

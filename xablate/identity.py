@@ -23,7 +23,7 @@ from .axes import Axes, parse_bool, parse_segments
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
         "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design",
-        "data.root", "data.num_workers", "data.eval_batch_size",
+        "data.root", "data.num_workers", "data.eval_batch_size", "data.check",
         "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic",
     }
 )  # fmt: skip

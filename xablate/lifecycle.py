@@ -1,13 +1,15 @@
 """A cell's lifecycle above the training loop: validate, then dry-run, skip, reuse, archive, retry or train.
 
 `run(cfg)` is the whole of one job: the Hydra entry point and the tests call it, and it returns the
-cell's summary (also written to its folder's `summary.json`).
+cell's summary (also written to its folder's `summary.json`). Training holds the cell's lock (see
+`lock.py`): a cell another live process holds is not touched, and its summary here has status `running`.
 """
 
 from __future__ import annotations
 
 import shutil
 import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from .costs import format_costs, profile
 from .data import check_data
 from .distributed import world_from_env
 from .identity import Cell
+from .lock import LOCK, CellBusy, acquire, release
 from .metrics import METRICS
 from .provenance import provenance
 from .reuse import completed_twin, reuse
@@ -47,10 +50,15 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
 
 
 def dry_run(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
-    """Print the model's costs and write a `dry_run` summary, unless the folder holds a real run."""
+    """Check what a real run would (the data too, unless `data.check=false`), print the model's costs and
+    write a `dry_run` summary, unless the folder holds a real run."""
+    if cfg.data.check:
+        check_data(cfg.data)
     with torch.device("meta"):
         cost = profile(build_model(cfg, cell.axes), input_shape(cfg))
     print(format_costs(cell.name, f"{cell.model} on {cell.data}", input_shape(cfg), cost), flush=True)
+    if not cfg.data.check:
+        print(f"  data check skipped (data.check=false): {cfg.data.root!r} not looked at", flush=True)
     summary = {
         "status": "dry_run",
         **cell.record(),
@@ -82,7 +90,8 @@ def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
     if keep:
         entries = [out / name for name in (SUMMARY, METRICS) if (out / name).exists()]
     else:
-        entries = [p for p in out.iterdir() if p.name not in (".hydra", "archive") and not p.name.endswith(".log")]
+        kept = (".hydra", "archive", LOCK)
+        entries = [p for p in out.iterdir() if p.name not in kept and not p.name.endswith(".log")]
     if not entries:
         return None
     dest = out / "archive" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -142,16 +151,34 @@ def train_cell(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
     check_data(cfg.data)
     world = world_from_env()
     device = distributed.init(world, job_gpu(select_device(cfg.trainer.device)))
-    check_precision(device, str(cfg.trainer.precision))
-    deterministic(device, cfg.trainer.deterministic)
-    if world.is_main:
-        _prepare(cfg, out, previous)
-    distributed.barrier(world)
+    holder, busy = None, None
     try:
+        if world.is_main:
+            try:
+                holder = acquire(out)
+            except CellBusy as err:
+                busy = err
+        if distributed.any_rank(world, busy is not None, device):
+            return _running(cell, busy)
+        check_precision(device, str(cfg.trainer.precision))
+        deterministic(device, cfg.trainer.deterministic)
+        if world.is_main:
+            _prepare(cfg, out, previous)
+        distributed.barrier(world)
         with threads(cfg.trainer.threads or launcher_threads()):
             return train(cfg, cell, out, device, world)
     finally:
+        if holder is not None:
+            release(out, holder)
         distributed.shutdown(world)
+
+
+def _running(cell: Cell, busy: CellBusy | None) -> dict[str, Any]:
+    """What a job reports for a cell another live process holds (see `lock.py`): it trains nothing and
+    writes nothing there; every rank stops."""
+    if busy is not None:
+        print(f"xablate: {busy}", file=sys.stderr, flush=True)
+    return {"status": "running", **cell.record(), "error": str(busy or "running elsewhere")}
 
 
 def exit_code(summary: dict[str, Any]) -> int:

@@ -4,8 +4,8 @@ per evaluation, appended as the run goes)."""
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 
 from . import distributed
 from .distributed import SINGLE, World
+from .files import append_text, write_atomic
 
 COLUMNS: tuple[str, ...] = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "img_per_s", "wall_s", "ce")
 """`loss` is the objective (label smoothing included); `ce`, on training rows, the plain cross-entropy."""
@@ -110,22 +111,23 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path
+        rows: list[dict[str, Any]] = []
         if resume_step is not None and path.exists():
             with path.open(newline="") as fh:
                 rows = [row for row in csv.DictReader(fh) if int(row["step"]) <= resume_step]
-            tmp = path.with_suffix(".csv.tmp")
-            with tmp.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, path)
-        else:
-            with path.open("w", newline="") as fh:
-                csv.DictWriter(fh, COLUMNS).writeheader()
+        write_atomic(path, _csv(rows, header=True))
 
     def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, COLUMNS).writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        append_text(self.path, _csv([{k: _fmt(row.get(k)) for k in COLUMNS}], header=False))
+
+
+def _csv(rows: list[dict[str, Any]], *, header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _fmt(value: Any) -> Any:

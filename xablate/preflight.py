@@ -2,18 +2,21 @@
 
 Hydra validates a job's config only when that job starts, so a bad value in the third cell of a sweep
 would surface after two cells had trained. `check_command` expands the command line into its cells the
-way Hydra's basic sweeper does, composes each one and validates it, and reports the first bad value in a
-single line.
+way Hydra's basic sweeper does, composes each one and validates it, checks the launcher is installed, the
+data exist (unless `data.check=false`) and every `out_dir` can be written, and reports the first problem
+in a single line.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .config import validate
 from .data import check_data
 from .errors import ConfigError
+from .files import unwritable_reason
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -58,7 +62,38 @@ def expand_cells(overrides: list[str], multirun: bool) -> list[list[str]]:
     if not multirun:
         return [overrides]
     parsed = OverridesParser.create().parse_overrides(overrides)
+    for override in parsed:
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            raise ConfigError(
+                f"{override.input_line}: this sweeper (Hydra's basic one) takes lists (a,b,c), range(start,stop) "
+                "and choice(...), not interval(...); a sweeper that samples ranges is Optuna's "
+                "(pip install hydra-optuna-sweeper, then hydra/sweeper=optuna)"
+            )
     return [cell for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
+
+
+def check_launcher(cfg: DictConfig) -> None:
+    """A multirun's launcher plugin must be installed; Hydra would only say "Unknown plugin class"."""
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_") or "")
+    module = target.rpartition(".")[0]
+    try:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if module and not found:
+        choice = OmegaConf.select(cfg, "hydra.runtime.choices")["hydra/launcher"]
+        raise ConfigError(
+            f"hydra/launcher={choice} is not installed: pip install -e '.[launchers]' (in the xablate folder) "
+            "adds the joblib and submitit launchers"
+        )
+
+
+def check_out_dirs(cells: list[DictConfig]) -> None:
+    """Every `out_dir` of the command can be created and written, checked before any cell starts."""
+    for out_dir in sorted({str(cell.out_dir) for cell in cells}):
+        reason = unwritable_reason(Path(out_dir))
+        if reason is not None:
+            raise ConfigError(f"out_dir={out_dir!r} cannot be created or written: {reason}")
 
 
 def _sweeper_params(cfg: DictConfig) -> list[str]:
@@ -82,8 +117,11 @@ def check_command(argv: list[str]) -> tuple[list[DictConfig], bool]:
         multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
         extra = _sweeper_params(base) if multirun else []
         cells = [_compose(cell) for cell in expand_cells([*extra, *args.overrides], multirun)]
+    if multirun:
+        check_launcher(base)
     for cell in cells:
         validate(cell)
-        if not cell.dry_run:
+        if cell.data.check:
             check_data(cell.data)
+    check_out_dirs(cells)
     return cells, multirun

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .lock import LOCK
 from .runtime import setting_mismatch
 from .summary import SUMMARY, read_summary, write_json_atomic
 
-NOT_COPIED = frozenset({SUMMARY, "wandb", ".hydra", "archive"})
+NOT_COPIED = frozenset({SUMMARY, LOCK, "wandb", ".hydra", "archive"})
 
 
 @dataclass(frozen=True)

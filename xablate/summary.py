@@ -1,28 +1,16 @@
-"""A run's own files: `summary.json` (the verdict) written atomically, and read back safely."""
+"""A run's own files: `summary.json` (the verdict) written atomically (see `files.py`), and read back safely."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .files import write_json_atomic
+
+__all__ = ["SUMMARY", "read_summary", "write_json_atomic"]
+
 SUMMARY = "summary.json"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:

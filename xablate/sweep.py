@@ -7,6 +7,7 @@ write before Hydra launches anything, whatever the launcher, and can read the ve
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .convergence import NOT_CONVERGED, still_rising
+from .files import write_atomic
 from .identity import cell_folder
+from .lock import holder_if_live
 from .metrics import METRICS
 from .reuse import completed_twin
 from .runtime import execution_setting
@@ -24,15 +27,25 @@ from .summary import read_summary
 DONE = ("completed", "dry_run")
 
 
+def _status_now(folder: Path) -> str:
+    """The status in the folder's summary (`new` without one), or `running` while a live process holds it."""
+    status = (read_summary(folder) or {}).get("status", "new")
+    if status not in DONE and holder_if_live(folder) is not None:
+        return "running"
+    return status
+
+
 def announce(cells: list[DictConfig]) -> str:
     """One line on what running these cells will do, given what their folders hold now."""
     if cells and cells[0].dry_run:
         return f"sweep: {len(cells)} cells, dry run"
     if cells and cells[0].rerun:
         return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
-    status = [(read_summary(cell_folder(c)) or {}).get("status", "new") for c in cells]
+    status = [_status_now(cell_folder(c)) for c in cells]
     before = Counter(status)
     parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
+    if before["running"]:
+        parts.append(f"{before['running']} running elsewhere (left alone)")
     if before["interrupted"] + before["failed"]:
         parts.append(
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
@@ -54,6 +67,8 @@ def report_rows(cells: list[DictConfig]) -> list[dict[str, Any]]:
     for cfg in cells:
         folder = cell_folder(cfg)
         summary = read_summary(folder) or {"status": "missing", "error": "no summary.json was written"}
+        if summary.get("status") not in DONE and (holder := holder_if_live(folder)) is not None:
+            summary = {**summary, "status": "running", "error": f"running elsewhere ({holder})"}
         rows.append(
             {
                 "cell": folder.name,
@@ -86,11 +101,12 @@ def write_report(rows: list[dict[str, Any]], sweep_dir: Path) -> Path:
     folder = sweep_dir / "sweeps"
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    stem.with_suffix(".md").write_text(format_table(rows) + "\n")
-    with stem.with_suffix(".csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(stem.with_suffix(".md"), format_table(rows) + "\n")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(stem.with_suffix(".csv"), table.getvalue())
     return stem.with_suffix(".md")
 
 
