@@ -620,7 +620,7 @@ def test_the_residual_profile_plots_top1_and_training_loss_means_across_seeds(sw
         for n, d in run_dirs(sweep).items()
         if n.startswith("segdw-none-res-")
     )
-    expected = train.groupby("step")["loss"].mean()
+    expected = train.groupby("step")["ce"].mean()
     (line,) = [line for line in loss_ax.get_lines() if line.get_label().startswith("with residual")]
     assert list(line.get_xdata()) == list(expected.index)
     assert list(line.get_ydata()) == pytest.approx(list(expected))

@@ -81,7 +81,7 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
     ("study", "axis", "values"),
     [
         ("fig9", "residual", {True, False}),
-        ("fig10", "activation", {"none", "elu", "relu"}),
+        ("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}),
         ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}),
     ],
 )

@@ -127,7 +127,9 @@ def budget_note(cells: list[DictConfig]) -> str | None:
     if not done:
         return None
     cfg, summary = done[0]
-    steps, batch = summary["steps"], cfg.data.batch_size
+    steps, batch = summary.get("steps"), cfg.data.batch_size
+    if not isinstance(steps, int):
+        return None
     curve = _val_curve(cell_folder(cfg))
     epochs = f" ({curve[-1][1]:.3g} epochs)" if curve else ""
     line = f"budget: {steps} steps of {batch} images, {steps * batch:,} images{epochs} per cell"
