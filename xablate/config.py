@@ -23,6 +23,7 @@ SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 PRECISIONS: tuple[str, ...] = ("32", "bf16", "16-mixed")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -77,6 +78,7 @@ class TrainerConfig:
     precision: str = "32"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str | None = None
     threads: int | None = None
     progress: bool | None = None
     sync_bn: bool = False
@@ -126,6 +128,15 @@ def _positive(key: str, value: object, *, optional: bool = False, minimum: float
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
         raise ConfigError(f"{key}={value!r} is invalid; allowed: a number >= {minimum}")
+
+
+def _check_compile_mode(trainer: TrainerConfig | DictConfig) -> None:
+    """`trainer.compile_mode` is torch.compile's `mode`: null (its default) or one of `COMPILE_MODES`."""
+    if trainer.compile_mode is None:
+        return
+    _choice("trainer.compile_mode", trainer.compile_mode, COMPILE_MODES)
+    if not trainer.compile:
+        raise ConfigError(f"trainer.compile_mode={trainer.compile_mode!r} needs trainer.compile=true")
 
 
 def parse_residual(value: object) -> bool:
@@ -183,6 +194,7 @@ def validate(cfg: Config | DictConfig) -> None:
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
     _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    _check_compile_mode(cfg.trainer)
     _positive("data.batch_size", cfg.data.batch_size)
     _positive("data.train_subset", cfg.data.train_subset, optional=True)
     _positive("data.val_subset", cfg.data.val_subset, optional=True)

@@ -26,7 +26,7 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
-KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay"})
+KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay", "trainer.compile_mode"})
 """Knobs added after studies had run: at null (off) they stay out of the key, so that those studies'
 cells keep their folders."""
 

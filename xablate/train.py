@@ -248,7 +248,7 @@ def _train(cfg: DictConfig, out: Path, device: torch.device, world: World) -> di
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if cfg.trainer.compile:
-        step_model = torch.compile(step_model)
+        step_model = torch.compile(step_model, mode=cfg.trainer.compile_mode)
 
     state = TrainState()
     ckpt = load_checkpoint(out / CHECKPOINT, device)
