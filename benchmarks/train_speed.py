@@ -38,10 +38,11 @@ from pathlib import Path
 import torch
 
 from xablate import create_model
-from xablate.config import DataConfig
+from xablate.config import DataConfig, OptimConfig
 from xablate.data import build_loaders
 from xablate.layers import parse_segments
 from xablate.runtime import autocast, synchronize
+from xablate.train import build_optimizer
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_IMAGES = 60_000
@@ -61,7 +62,8 @@ def training_step(
     device: str = "cpu",
     precision: str = "32",
 ) -> Callable[[], None]:
-    """One forward + backward + SGD step of a fresh model on fixed random tensors already on the device."""
+    """One forward + backward + SGD step of a fresh model on fixed random tensors already on the device;
+    the optimiser is the run's own (`build_optimizer` of the `xablate` imported: old or new code)."""
     dev = torch.device(device)
     net = create_model(
         model, num_classes=num_classes, in_chans=in_chans, segments=parse_segments(segments), order=order
@@ -71,7 +73,7 @@ def training_step(
     step_model = torch.compile(net) if compile else net
     x = torch.randn(batch, in_chans, image_size, image_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    opt = build_optimizer(OptimConfig(lr=0.01), net)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "16-mixed")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 
