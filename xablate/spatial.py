@@ -3,7 +3,7 @@ where PyTorch's is slow.
 
 Why hand-written: on the CPU (torch 2.13), `convolution_backward` of a 3x3 depthwise or grouped
 convolution on 2x2 and 4x4 images takes tens to hundreds of times its own forward (depthwise, 512
-channels, 2 px, batch 256: about 0.3 ms forward, 65 ms backward; BENCHMARKS.md has the measurements).
+channels, 2 px, batch 256: about 0.4 ms forward, 31-61 ms backward; BENCHMARKS.md has the measurements).
 The same gradients by a cheaper route:
 
 - grad input: the library's *forward* convolution of the output gradient with each group's kernel
