@@ -7,7 +7,14 @@ Measures, side by side in one process tree so that ratios survive a noisy machin
      against the bare loop's;
   3. data handling: the time to produce one augmented batch against the time of one training step.
 
+With `--against COMMIT`, instead: the code of COMMIT, checked out into a temporary `git worktree`, against
+this tree, side by side. Two worker processes (one importing each tree's `xablate`) take turns: old, new,
+old, new... for `--reps` blocks of `--steps` timed steps each, so machine drift hits both; then one
+harness run each (unless `--no-harness`), and the per-layer conv backward / forward table of
+`conv_backward.py` (before = the library kernel, which is what the old code ran).
+
 Usage: python benchmarks/train_speed.py [--steps 40] [--segments 1 4 16 depthwise] [--threads 2]
+       python benchmarks/train_speed.py --against 177a66e [--reps 5] [--steps 6]
 Run it with the malloc variables xablate sets for itself, as `python -m xablate` does:
   MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 python benchmarks/train_speed.py
 """
@@ -15,6 +22,7 @@ Run it with the malloc variables xablate sets for itself, as `python -m xablate`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -24,52 +32,65 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from xablate import create_model
-from xablate.axes import parse_segments
-from xablate.config import DataConfig
+from xablate.config import DataConfig, OptimConfig
 from xablate.data import build_loaders
 from xablate.runtime import autocast, synchronize
+
+try:  # this tree: the engine's own step
+    from xablate import engine
+    from xablate.axes import parse_segments
+    from xablate.engine import build_optimizer
+except ImportError:  # an earlier commit, imported by an `--against` worker: its loop's step, inline
+    engine = None  # type: ignore[assignment]
+    from xablate.layers import parse_segments  # type: ignore[no-redef]
+    from xablate.train import build_optimizer  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_IMAGES = 60_000
 
 
-def bare_loop(
+def training_step(
     segments: object,
     *,
-    steps: int,
     batch: int,
     channels_last: bool,
     compile: bool = False,
-    warmup: int = 5,
     model: str = "xception_mini",
+    order: str = "depthwise_first",
     image_size: int = 28,
     in_chans: int = 1,
     num_classes: int = 10,
     device: str = "cpu",
     precision: str = "32",
-) -> float:
-    """Images/s of forward + backward + SGD step, nothing else, on random tensors already on the device.
-
-    On the CPU: the median over `steps` timed steps (robust to a noisy shared machine). On a GPU: `steps`
-    steps timed as one block between two synchronisations, since a synchronisation per step would stop the
-    CPU from queueing the next step's kernels while the GPU runs, which the real loop does not do.
-    """
+) -> Callable[[], None]:
+    """One forward + backward + SGD step of a fresh model on fixed random tensors already on the device:
+    `xablate.engine.train_step` itself, with the run's own optimiser (`build_optimizer`); for code from
+    before the engine existed, that code's loop body."""
     dev = torch.device(device)
-    net = create_model(model, num_classes=num_classes, in_chans=in_chans, segments=parse_segments(segments))
+    net = create_model(
+        model, num_classes=num_classes, in_chans=in_chans, segments=parse_segments(segments), order=order
+    )
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net.to(dev, memory_format=fmt)
     step_model = torch.compile(net) if compile else net
     x = torch.randn(batch, in_chans, image_size, image_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    opt = build_optimizer(OptimConfig(lr=0.01), net)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "16-mixed")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    if engine is not None:
+        parts = engine.StepParts(net, step_model, opt, loss_fn, scaler, None, dev, precision, fmt)
+
+        def engine_step() -> None:
+            engine.train_step(parts, x, y, 0.01)
+
+        return engine_step
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -79,8 +100,15 @@ def bare_loop(
         scaler.step(opt)
         scaler.update()
 
-    for _ in range(warmup):
-        step()
+    return step
+
+
+def time_steps(step: Callable[[], None], *, steps: int, batch: int, device: str = "cpu") -> float:
+    """Images/s of `steps` calls of `step`. On the CPU: the median step (robust to a noisy shared machine).
+    On a GPU: the steps timed as one block between two synchronisations, since a synchronisation per step
+    would stop the CPU from queueing the next step's kernels while the GPU runs, which the real loop does
+    not do."""
+    dev = torch.device(device)
     synchronize(dev)
     if dev.type == "cpu":
         times = []
@@ -88,13 +116,20 @@ def bare_loop(
             start = time.perf_counter()
             step()
             times.append(time.perf_counter() - start)
-        times.sort()
-        return batch / times[len(times) // 2]
+        return batch / statistics.median(times)
     start = time.perf_counter()
     for _ in range(steps):
         step()
     synchronize(dev)
     return batch * steps / (time.perf_counter() - start)
+
+
+def bare_loop(segments: object, *, steps: int, batch: int, warmup: int = 5, **kwargs: object) -> float:
+    """Images/s of a bare training step (`training_step`, same keywords) after `warmup` steps."""
+    step = training_step(segments, batch=batch, **kwargs)
+    for _ in range(warmup):
+        step()
+    return time_steps(step, steps=steps, batch=batch, device=str(kwargs.get("device", "cpu")))
 
 
 def harness(
@@ -106,12 +141,13 @@ def harness(
     threads: int | None = None,
     overrides: Sequence[str] = (),
     intervals: int = 1,
+    root: Path = REPO,
 ) -> dict:
     """The `summary.json` of a real `python -m xablate` run (Fashion-MNIST unless `overrides` say
     otherwise) of `steps` steps and one evaluation on 256 images, or with `steps=None` the whole default
     run; its `train_img_per_s` excludes evaluation. With `intervals` > 1, the steps are logged in that
     many intervals, and `steady_img_per_s` is the median img/s of all but the first (which holds the
-    GPU's one-off start-up: cuDNN handles, allocator growth)."""
+    GPU's one-off start-up: cuDNN handles, allocator growth). `root` is the tree whose `xablate` runs."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             sys.executable, "-m", "xablate", f"segments={segments}", f"data.batch_size={batch}",
@@ -126,7 +162,7 @@ def harness(
         cmd += overrides
         if threads is not None:
             cmd.append(f"trainer.threads={threads}")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
@@ -139,9 +175,18 @@ def harness(
         return summary
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo where there is one."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def data_share(*, batch: int, step_s: float) -> float:
     """Seconds to produce one augmented, normalised Fashion-MNIST batch, as a share of a step."""
-    train = build_loaders(DataConfig(batch_size=batch), seed=0, device=torch.device("cpu")).train
+    train = build_loaders(DataConfig(batch_size=batch), seed=0, device=torch.device("cpu"))[0]
     batches = train.batches(0)
     next(batches)
     start = time.perf_counter()
@@ -149,6 +194,108 @@ def data_share(*, batch: int, step_s: float) -> float:
     for _ in range(count):
         next(batches)
     return (time.perf_counter() - start) / count / step_s
+
+
+@contextlib.contextmanager
+def checkout(commit: str) -> Iterator[Path]:
+    """`commit` checked out (detached) into a temporary git worktree, removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="xablate-against-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tmp), commit], check=True,
+                   capture_output=True)  # fmt: skip
+    try:
+        yield tmp
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp)], check=False)
+
+
+class Worker:
+    """A child process that imports `xablate` from `root` and times training steps on request."""
+
+    def __init__(self, root: Path, batch: int, threads: int) -> None:
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        cmd = [sys.executable, __file__, "--worker", "--batch", str(batch), "--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.source = self._read()["xablate"]
+        if not self.source.startswith(str(root)):
+            raise SystemExit(f"the worker for {root} imported xablate from {self.source}")
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a benchmark worker died (exit code {self.proc.wait()})")
+        return json.loads(line)
+
+    def img_per_s(self, segments: str, order: str, steps: int) -> float:
+        self.proc.stdin.write(f"{segments} {order} {steps}\n")
+        self.proc.stdin.flush()
+        return self._read()["img_per_s"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve(batch: int) -> None:
+    """The worker's loop: one `segments order steps` request per stdin line, one JSON answer per line."""
+    import xablate
+
+    print(json.dumps({"xablate": xablate.__file__}), flush=True)
+    current: tuple[str, str] | None = None
+    for line in sys.stdin:
+        segments, order, steps = line.split()
+        if current != (segments, order):
+            current, step = (segments, order), training_step(segments, batch=batch, channels_last=True, order=order)
+            for _ in range(3):
+                step()
+        print(json.dumps({"img_per_s": time_steps(step, steps=int(steps), batch=batch)}), flush=True)
+
+
+def compare_bare(workers: dict[str, Worker], args: argparse.Namespace) -> None:
+    """Bare-loop img/s, old against new, alternating which goes first (ABBA) over `args.reps` blocks."""
+    print("| segments | order | old img/s | new img/s | new / old | per-block new / old |")
+    print("|---|---|---:|---:|---:|---|")
+    for order in args.orders:
+        for segments in args.segments:
+            rates: dict[str, list[float]] = {"old": [], "new": []}
+            for rep in range(args.reps):
+                for name in ("old", "new") if rep % 2 == 0 else ("new", "old"):
+                    rates[name].append(workers[name].img_per_s(segments, order, args.steps))
+            old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
+            blocks = " ".join(f"{n / o:.2f}" for o, n in zip(rates["old"], rates["new"], strict=True))
+            print(f"| {segments} | {order} | {old:,.0f} | {new:,.0f} | {new / old:.2f}x | {blocks} |", flush=True)
+
+
+def compare_harness(old_root: Path, args: argparse.Namespace) -> None:
+    """`train_img_per_s` of one short `python -m xablate` run per tree and segments value, alternated."""
+    print("\n| segments | old harness img/s | new harness img/s | new / old |")
+    print("|---|---:|---:|---:|")
+    for i, segments in enumerate(args.segments):
+        roots = {"old": old_root, "new": REPO}
+        rates = {}
+        for name in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            run = harness(segments, steps=args.harness_steps, batch=args.batch, channels_last=True,
+                          threads=args.threads, root=roots[name])  # fmt: skip
+            rates[name] = run["train_img_per_s"]
+        print(f"| {segments} | {rates['old']:,.0f} | {rates['new']:,.0f} | {rates['new'] / rates['old']:.2f}x |",
+              flush=True)  # fmt: skip
+
+
+def against(args: argparse.Namespace) -> None:
+    """The old code of `args.against` against this tree, side by side; then the per-layer table."""
+    from conv_backward import layer_shapes, print_table
+
+    with checkout(args.against) as old_root:
+        workers = {"old": Worker(old_root, args.batch, args.threads), "new": Worker(REPO, args.batch, args.threads)}
+        try:
+            print(f"old: {args.against} ({workers['old'].source}); new: this tree ({workers['new'].source})\n")
+            compare_bare(workers, args)
+        finally:
+            for worker in workers.values():
+                worker.close()
+        if not args.no_harness:
+            compare_harness(old_root, args)
+    print("\nPer spatial layer of xception_mini (before = the library backward, after = the route taken now):\n")
+    print_table(layer_shapes("xception_mini", ["1", "4", "16", "depthwise"], 28, 1), args.batch, reps=5)
 
 
 def main() -> None:
@@ -159,13 +306,22 @@ def main() -> None:
     parser.add_argument("--segments", nargs="+", default=["1", "4", "16", "depthwise"])
     parser.add_argument("--no-harness", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 60 s to compile)")
+    parser.add_argument("--against", metavar="COMMIT", help="compare with the code of COMMIT, side by side")
+    parser.add_argument("--reps", type=int, default=5, help="--against: alternating blocks per code")
+    parser.add_argument("--orders", nargs="+", default=["depthwise_first"], help="--against: orders to time")
+    parser.add_argument("--harness-steps", type=int, default=20, help="--against: steps of each harness run")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.worker:
+        return serve(args.batch)
     malloc = "set" if "MALLOC_MMAP_THRESHOLD_" in os.environ else "unset"
     print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, {args.threads} threads, batch {args.batch}, malloc variables {malloc}\n"
     )
+    if args.against:
+        return against(args)
     print("| segments | channels_last | bare img/s | epoch (min) | harness img/s | harness / bare |")
     print("|---|---|---|---|---|---|")
     for segments in args.segments:

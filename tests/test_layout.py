@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xablate"
 
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("base", frozenset({"errors", "axes", "summary", "convergence", "files", "lock"})),
-    ("model", frozenset({"layers", "models", "costs"})),
+    ("model", frozenset({"layers", "spatial", "models", "costs"})),
     ("config", frozenset({"config", "identity"})),
     (
         "engine",

@@ -29,6 +29,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
 PRIMARY_ENDPOINTS: tuple[str, ...] = ("test_top1", "val_top1")
 VARIANCE_MODELS: tuple[str, ...] = ("welch", "paired", "pooled")
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -90,6 +91,7 @@ class TrainerConfig:
     precision: str = "32"
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str | None = None
     threads: int | None = None
     progress: bool | None = None
     sync_bn: bool = False
@@ -182,6 +184,15 @@ class Range:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _check_compile_mode(trainer: TrainerConfig | DictConfig) -> None:
+    """`trainer.compile_mode` is torch.compile's `mode`: null (its default) or one of `COMPILE_MODES`."""
+    if trainer.compile_mode is None:
+        return
+    _choice("trainer.compile_mode", trainer.compile_mode, COMPILE_MODES)
+    if not trainer.compile:
+        raise ConfigError(f"trainer.compile_mode={trainer.compile_mode!r} needs trainer.compile=true")
 
 
 _COUNT, _SOME = Range(1, integer=True), Range(0, integer=True)
@@ -319,6 +330,7 @@ def validate(cfg: DictConfig) -> Cell:
         )
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
+    _check_compile_mode(cfg.trainer)
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
     with torch.device("meta"):

@@ -29,13 +29,15 @@ from .schedule import Schedule
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Weight decay (the paper's L2) on conv and linear weights only, not on BatchNorm or biases."""
+    """Weight decay (the paper's L2) on conv and linear weights only, not on BatchNorm or biases. SGD runs
+    fused: one kernel for all parameters instead of a loop over them (BENCHMARKS.md: about 1 ms instead of
+    11-15 ms a step on the CPU, the same numbers to 2e-7)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=cfg.lr, alpha=0.9, momentum=cfg.momentum, eps=cfg.eps)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=True)
 
 
 def polyak(model: nn.Module, decay: float | None) -> AveragedModel | None:
@@ -192,7 +194,7 @@ def _step_parts(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     if cfg.trainer.compile:
-        step_model = torch.compile(step_model)
+        step_model = torch.compile(step_model, mode=cfg.trainer.compile_mode)
     memory_format = memory_format_of(cfg)
     parts = StepParts(model, step_model, optimizer, criterion, scaler, averaged, device, precision, memory_format)
     return parts, schedule

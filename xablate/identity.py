@@ -36,6 +36,7 @@ KEY_ONLY_WHEN_SET: dict[str, object] = {
     "data.test_subset": None,
     "trainer.evals": None,
     "trainer.test_every_eval": False,
+    "trainer.compile_mode": None,
 }
 """Knobs added after studies had run: at these values (the behaviour before them) they stay out of the
 key, so that those studies' cells keep their folders. `data.holdout_seed` counts only with a holdout."""

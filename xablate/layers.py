@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .axes import Segments, parse_choice
 from .errors import ConfigError
+from .spatial import SpatialConv2d
 
 Order = Literal["depthwise_first", "pointwise_first"]
 LayerType = Callable[..., nn.Module]
@@ -65,9 +66,7 @@ class SeparableConv2d(nn.Module):
         super().__init__()
         self.order = order
         spatial_chs = in_chs if order == "depthwise_first" else out_chs
-        spatial = nn.Conv2d(
-            spatial_chs, spatial_chs, 3, padding=1, groups=resolve_groups(segments, spatial_chs), bias=False
-        )
+        spatial = SpatialConv2d(spatial_chs, resolve_groups(segments, spatial_chs))
         pointwise = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         mid_norm_layer = norm_layer(spatial_chs) if mid_norm else None
         if order == "depthwise_first":

@@ -1,0 +1,66 @@
+"""Where jobs compute: GPU and thread shares of parallel sweeps (pure functions, tested on the CPU), and the
+`trainer.compile_mode` knob."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from omegaconf import OmegaConf
+
+from xablate import ConfigError
+from xablate.config import validate
+from xablate.identity import run_key
+from xablate.runtime import gpu_for_job, thread_share
+
+from .conftest import compose_config as compose_cfg
+
+
+@pytest.mark.parametrize(("n_jobs", "gpus"), [(2, 2), (4, 2), (8, 2), (8, 4), (3, 2), (8, 3)])
+def test_parallel_jobs_share_gpus_round_robin(n_jobs: int, gpus: int) -> None:
+    placed = [gpu_for_job(job, n_jobs, gpus) for job in range(n_jobs)]
+    assert placed == [job % gpus for job in range(n_jobs)]
+    load = Counter(placed)
+    assert set(load) == set(range(min(n_jobs, gpus))) and max(load.values()) - min(load.values()) <= 1
+
+
+def test_later_jobs_of_a_long_sweep_keep_cycling() -> None:
+    assert [gpu_for_job(job, 4, 2) for job in range(4, 8)] == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize(("n_jobs", "gpus"), [(None, 4), (4, 1), (4, 0), (None, 0)])
+def test_sequential_sweeps_and_single_gpus_keep_the_configured_device(n_jobs: int | None, gpus: int) -> None:
+    assert gpu_for_job(3, n_jobs, gpus) is None
+
+
+@pytest.mark.parametrize(("n_jobs", "cores", "threads"), [(1, 2, 2), (2, 2, 1), (4, 2, 1), (-1, 16, 1), (4, 16, 4),
+                                                           (3, 16, 5), (8, 16, 2)])  # fmt: skip
+def test_parallel_jobs_split_the_cores(n_jobs: int, cores: int, threads: int) -> None:
+    assert thread_share(n_jobs, cores) == threads
+    assert thread_share(n_jobs, cores) * min(cores, n_jobs if n_jobs > 0 else cores) <= cores
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune"])
+def test_compile_modes_validate(mode: str) -> None:
+    validate(compose_cfg("trainer.compile=true", f"trainer.compile_mode={mode}"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("trainer.compile=true", "trainer.compile_mode=fastest"), "fastest"),
+        (("trainer.compile_mode=reduce-overhead",), "needs trainer.compile=true"),
+    ],
+)
+def test_bad_compile_modes_fail_validation(overrides: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_cfg(*overrides))
+
+
+def test_unset_compile_mode_keeps_earlier_run_keys() -> None:
+    compiled = compose_cfg("trainer.compile=true")
+    assert compiled.trainer.compile_mode is None
+    assert run_key(compose_cfg("trainer.compile=true", "trainer.compile_mode=reduce-overhead")) != run_key(compiled)
+    before = OmegaConf.to_container(compose_cfg.__wrapped__())
+    del before["trainer"]["compile_mode"]
+    assert run_key(OmegaConf.create(before)) == run_key(compose_cfg())
