@@ -24,6 +24,9 @@ SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 PRECISIONS: tuple[str, ...] = ("32", "bf16", "16-mixed")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
+OBJECTIVES: tuple[str, ...] = ("val_top1", "val_top5", "val_loss", "best_val_top1")
+"""What a search may optimise: values of the held-out split only, never of the test split."""
+OBJECTIVE_MODES: tuple[str, ...] = ("maximize", "minimize")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class LoggerConfig:
     mode: str = "offline"
     project: str = "xablate"
     entity: str | None = None
+    log_model: bool = False
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Config:
     reuse: bool = True
     study: str = "default"
     out_dir: str = "runs"
+    objective: str = "val_top1"
+    objective_mode: str = "maximize"
 
 
 def register_configs() -> None:
@@ -181,6 +187,8 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     _choice("trainer.device", cfg.trainer.device, DEVICES)
     _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    _choice("objective", cfg.objective, OBJECTIVES)
+    _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
     _positive("data.batch_size", cfg.data.batch_size)
     _positive("data.train_subset", cfg.data.train_subset, optional=True)
     _positive("data.val_subset", cfg.data.val_subset, optional=True)

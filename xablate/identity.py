@@ -19,10 +19,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .axes import Axes, parse_bool, parse_segments
+from .summary import read_summary
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
-        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir",
+        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "objective", "objective_mode",
         "data.root", "data.num_workers", "trainer.log_every", "trainer.progress", "trainer.threads",
         "trainer.deterministic",
     }
