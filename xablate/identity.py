@@ -119,7 +119,18 @@ class Cell:
         }
 
 
+def output_subdir(cfg: DictConfig) -> str | None:
+    """Hydra's `output_subdir` for the job `cfg`: `.hydra`, or None (Hydra then saves no config) for a cell
+    that already completed and that this job will skip, so that its `.hydra/` stays that of its run."""
+    summary = read_summary(cell_folder(cfg))
+    done = summary is not None and summary.get("status") == "completed" and not cfg.rerun
+    return None if done else ".hydra"
+
+
 def register_resolvers() -> None:
-    """`${xablate_run_dir:}` in `conf/config.yaml` names each run's directory."""
+    """`${xablate_run_dir:}` in `conf/config.yaml` names each run's directory, `${xablate_output_subdir:}`
+    where Hydra saves its config."""
     if not OmegaConf.has_resolver("xablate_run_dir"):
         OmegaConf.register_new_resolver("xablate_run_dir", lambda *, _root_: run_dir_name(_root_))
+    if not OmegaConf.has_resolver("xablate_output_subdir"):
+        OmegaConf.register_new_resolver("xablate_output_subdir", lambda *, _root_: output_subdir(_root_))
