@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from xablate.axes import parse_segments
 
@@ -19,7 +20,7 @@ TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "trainer.e
 def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_them(
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
-    args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo"]
+    args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo", "logger.log_model=true"]
     first = xablate_cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
@@ -32,8 +33,12 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         (offline,) = (study / folder / "wandb").glob("offline-run-*")
         run = read_run(offline)
         assert (run["run"].run_group, run["run"].job_type) == ("demo", "train")
-        assert run["run"].run_id == summary["run_key"]
+        assert run["run"].run_id == summary["wandb_id"] == f"{summary['run_key']}-1"
         assert run["run"].display_name == summary["name"]
+        assert "study:demo" in run["run"].tags
+        (model,) = run["artifacts"]
+        assert (model.name, model.type) == (f"model-{summary['wandb_id']}", "model")
+        assert [entry.path for entry in model.manifest.contents] == ["checkpoint.pt"]
         assert parse_segments(run["config"]["segments"]) == summary["segments"]
         assert run["config"]["model"]["name"] == "xception_mini"
         assert run["metrics"]["train/*"] == run["metrics"]["val/*"] == "trainer/step"
@@ -52,12 +57,14 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     assert all(name in report.read_text() for name in cells)
     assert "wandb sync" in first.stdout
 
-    before = {p: p.read_bytes() for p in study.glob("*/summary.json")}
-    second = xablate_cli(tmp_path, *args)
+    kept = [*study.glob("*/summary.json"), *study.glob("*/.hydra/*.yaml")]
+    assert len(kept) == 3 * 4
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept}
+    second = xablate_cli(tmp_path, *args, "trainer.log_every=8")  # another override: not in the key
     assert second.returncode == 0, second.stderr
     assert "3 completed earlier (skipped), 0 to run" in second.stdout
     assert second.stdout.count("already completed") == 3
-    assert {p: p.read_bytes() for p in study.glob("*/summary.json")} == before
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == before  # .hydra/ of the run that made it
 
 
 def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
@@ -121,7 +128,12 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     assert summary["study"] == "fig11"
     assert summary["val_top1"] == json.loads((original / "summary.json").read_text())["val_top1"]
     assert (copy / "metrics.csv").read_bytes() == (original / "metrics.csv").read_bytes()
-    assert not (copy / "wandb").exists()
+    (trained_run,) = (original / "wandb").glob("offline-run-*")
+    (retag,) = (copy / "wandb").glob("offline-run-*")  # only updates the tags of the run trained in fig9
+    trained, tags = read_run(trained_run)["run"], read_run(retag)["run"]
+    assert tags.run_id == trained.run_id == summary["wandb_id"] and tags.run_group == "fig9"
+    assert {"study:fig9", "study:fig11"} <= set(tags.tags) and "study:fig11" not in trained.tags
+    assert read_run(retag)["history"] == []
     (trained,) = (tmp_path / "runs" / "fig11").glob("seg4-*")
     assert "reused_from" not in json.loads((trained / "summary.json").read_text())
 
@@ -130,3 +142,41 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     retrained = tmp_path / "runs" / "fig10" / original.name
     assert "reused_from" not in json.loads((retrained / "summary.json").read_text())
     assert (retrained / "wandb").is_dir()
+
+
+def test_each_rerun_attempt_is_its_own_wandb_run_and_the_earlier_one_is_kept(tmp_path: Path, xablate_cli: Any) -> None:
+    args = ["segments=4", *TINY, "trainer.threads=1", "trainer.epochs=1"]
+    assert xablate_cli(tmp_path, *args).returncode == 0
+    (cell,) = (tmp_path / "runs" / "default").iterdir()
+    (first,) = (cell / "wandb").glob("offline-run-*/run-*.wandb")
+    first_bytes = first.read_bytes()
+    rerun = xablate_cli(tmp_path, *args, "rerun=true")
+    assert rerun.returncode == 0, rerun.stderr
+
+    (archived,) = cell.glob("archive/*/wandb/offline-run-*/run-*.wandb")
+    assert archived.read_bytes() == first_bytes  # moved aside whole, never resumed
+    (second,) = (cell / "wandb").glob("offline-run-*/run-*.wandb")
+    key = json.loads((cell / "summary.json").read_text())["run_key"]
+    assert [read_run(log.parent)["run"].run_id for log in (archived, second)] == [f"{key}-1", f"{key}-2"]
+    assert [len(read_run(log.parent)["history"]) for log in (archived, second)] == [2, 2]
+    summary = json.loads((cell / "summary.json").read_text())
+    assert (summary["attempt"], summary["wandb_id"]) == (2, f"{key}-2")
+
+
+def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xablate_cli: Any, summaries: Any) -> None:
+    result = xablate_cli(
+        tmp_path, "hparams_search=lr", "hydra.sweeper.n_trials=3", *TINY, "trainer.epochs=1", "trainer.threads=1",
+        "logger.mode=disabled",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "search: OptunaSweeper" in result.stdout
+    study = tmp_path / "runs" / "lr_search"
+    trials = summaries(study)
+    assert len(trials) == 3 and {s["status"] for s in trials.values()} == {"completed"}
+    assert len({s["run_key"] for s in trials.values()}) == 3
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())
+    top = max(trials.values(), key=lambda s: s["val_top1"])
+    assert best["best_value"] == pytest.approx(top["val_top1"])
+    (folder,) = [name for name, s in trials.items() if s is top]
+    overrides = yaml.safe_load((study / folder / ".hydra" / "overrides.yaml").read_text())
+    assert f"optim.lr={best['best_params']['optim.lr']}" in overrides

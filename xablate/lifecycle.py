@@ -26,7 +26,7 @@ from .provenance import provenance
 from .reuse import completed_twin, reuse
 from .runtime import check_precision, deterministic, job_gpu, launcher_threads, select_device, threads
 from .summary import SUMMARY, read_summary, write_json_atomic
-from .train import train
+from .train import Attempt, train
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -87,6 +87,12 @@ def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
     return dest
 
 
+def attempt_number(out: Path) -> int:
+    """1 for a cell's first attempt, then one more per attempt that `rerun=true` moved to `archive/` (each
+    holds its `provenance.json`; the record kept of a failed attempt that is retried does not)."""
+    return 1 + sum(1 for _ in out.glob("archive/*/provenance.json"))
+
+
 def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """The summary of a cell that needs no training here: completed earlier, or completed in another study."""
     if previous is not None and previous.get("status") == "completed" and not cfg.rerun:
@@ -107,7 +113,7 @@ def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, A
         "again (reuse=false trains it again)",
         flush=True,
     )
-    return reuse(twin, out, cell.study)
+    return reuse(cfg, cell, twin, out)
 
 
 def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> None:
@@ -138,7 +144,7 @@ def train_cell(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
     distributed.barrier(world)
     try:
         with threads(cfg.trainer.threads or launcher_threads()):
-            return train(cfg, cell, out, device, world)
+            return train(cfg, cell, out, device, world, Attempt(attempt_number(out)))
     finally:
         distributed.shutdown(world)
 
