@@ -52,7 +52,7 @@ from .config import register_configs  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .identity import register_resolvers  # noqa: E402
 from .lifecycle import exit_code, record_failure, run  # noqa: E402
-from .preflight import check_command  # noqa: E402
+from .preflight import CONF_DIR, check_command  # noqa: E402
 from .summary import objective_value  # noqa: E402
 from .sweep import announce, finish  # noqa: E402
 
@@ -62,7 +62,7 @@ def _fail(err: ConfigError) -> None:
     sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")  # absolute: also as a console script
 def _hydra_main(cfg: DictConfig) -> float | None:
     """One job; returns its objective (None when the cell has none: failed, or a dry run). In a multirun a
     failing cell records its failure and lets the sweep go on; a signal (Ctrl-C, SIGTERM, a cluster's
