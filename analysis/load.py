@@ -46,7 +46,7 @@ WANDB_HISTORY: dict[str, dict[str, str]] = {
 """The W&B history keys of every metrics.csv column, by split: the trainer logs each row of metrics.csv as
 `<split>/<column>` at `_step` = the row's step (xablate/runlog.py; `val/lr` is not logged: NaN)."""
 
-SKIP_DIRS = frozenset({"wandb", ".hydra", "__pycache__", ".git"})
+SKIP_DIRS = frozenset({"wandb", ".hydra", "__pycache__", ".git", "tuning"})  # tuning: tune=lr trials
 
 
 class RunError(ValueError):

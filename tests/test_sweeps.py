@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
+from analysis.load import load_local
 from xablate.axes import parse_segments
 
 from .wandb_log import read_run
@@ -180,3 +182,27 @@ def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xabla
     (folder,) = [name for name, s in trials.items() if s is top]
     overrides = yaml.safe_load((study / folder / ".hydra" / "overrides.yaml").read_text())
     assert f"optim.lr={best['best_params']['optim.lr']}" in overrides
+
+
+def test_tune_picks_each_cells_lr_from_kept_trials_and_trains_the_seeds_with_it(
+    tmp_path: Path, xablate_cli: Any, summaries: Any
+) -> None:
+    args = ["-m", "seed=0,1", "tune=lr", "tune.values=[0.05,0.4]", "segments=4", *TINY, "trainer.epochs=1"]
+    result = xablate_cli(tmp_path, *args, "trainer.threads=1", "logger.mode=disabled")
+    assert result.returncode == 0, result.stderr
+    study = tmp_path / "runs" / "default"
+    trials = summaries(study / "tuning")
+    assert len(trials) == 2 and all(s["tuning"] and s["seed"] == 0 for s in trials.values())
+    top = max(s["val_top1"] for s in trials.values())
+    lrs = {name: pd.read_csv(study / "tuning" / name / "metrics.csv")["lr"].tolist() for name in trials}
+    cells = summaries(study)
+    assert sorted(s["seed"] for s in cells.values()) == [0, 1]
+    for name, summary in cells.items():
+        tuned = summary["tuned"]
+        assert (tuned["param"], tuned["objective"]) == ("optim.lr", "val_top1")
+        assert sorted(t["value"] for t in tuned["trials"]) == [0.05, 0.4]
+        assert all(t["objective"] == trials[t["run"]]["val_top1"] for t in tuned["trials"])
+        (chosen,) = [t for t in tuned["trials"] if t["value"] == tuned["value"]]
+        assert chosen["objective"] == top  # the first best in the order of tune.values, on ties
+        assert pd.read_csv(study / name / "metrics.csv")["lr"].tolist() == lrs[chosen["run"]]  # trained with it
+    assert len(load_local([study])) == 2  # the analysis never reads the trials

@@ -96,6 +96,16 @@ class LoggerConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`tune=lr`: each cell picks `param` among `values` by its objective on the held-out split (trials at
+    seed `seed`, kept in `<out_dir>/<study>/tuning/`), then trains with it."""
+
+    param: str = "optim.lr"
+    values: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
+    seed: int = 0
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -116,6 +126,7 @@ class Config:
     out_dir: str = "runs"
     objective: str = "val_top1"
     objective_mode: str = "maximize"
+    tune: TuneConfig | None = None
 
 
 def register_configs() -> None:
@@ -174,6 +185,18 @@ def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> 
             _check_known_keys(node, known, f"{prefix}{key}.")
 
 
+def _check_tune(cfg: DictConfig) -> None:
+    """Tuning must never see the test split: once the data has a held-out split (`data.holdout`), it is on."""
+    if cfg.tune is None:
+        return
+    if OmegaConf.select(cfg, cfg.tune.param) is None:
+        raise ConfigError(f"tune.param={cfg.tune.param!r} is not a setting")
+    if not cfg.tune["values"]:
+        raise ConfigError("tune.values is empty; allowed: one value or more")
+    if "holdout" in cfg.data and not cfg.data.holdout:
+        raise ConfigError("tune needs a held-out split of the training set: set data.holdout")
+
+
 def validate(cfg: DictConfig) -> Cell:
     """The cell `cfg` describes, or a one-line `ConfigError` for any value the run could not use.
 
@@ -189,6 +212,7 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
     _choice("objective", cfg.objective, OBJECTIVES)
     _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
+    _check_tune(cfg)
     _positive("data.batch_size", cfg.data.batch_size)
     _positive("data.train_subset", cfg.data.train_subset, optional=True)
     _positive("data.val_subset", cfg.data.val_subset, optional=True)

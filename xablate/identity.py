@@ -30,7 +30,7 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
-KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay"})
+KEY_ONLY_WHEN_SET: frozenset[str] = frozenset({"optim.polyak_decay", "tune"})
 """Knobs added after studies had run: at null (off) they stay out of the key, so that those studies'
 cells keep their folders."""
 
@@ -50,8 +50,9 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
             container.get(parent, {}).pop(leaf, None)
     for dotted in KEY_ONLY_WHEN_SET:
         parent, _, leaf = dotted.rpartition(".")
-        if container.get(parent, {}).get(leaf, 0) is None:
-            del container[parent][leaf]
+        node = container.get(parent, {}) if parent else container
+        if node.get(leaf, 0) is None:
+            del node[leaf]
     container["segments"] = parse_segments(container["segments"])
     container["residual"] = parse_bool("residual", container["residual"])
     return container
