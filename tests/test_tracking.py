@@ -207,7 +207,7 @@ def test_online_without_network_falls_back_to_offline_with_one_warning(
     assert len(warnings) == 1 and "offline" in warnings[0] and "wandb sync" in warnings[0]
     assert tracker.run_dir is not None and tracker.run_dir.name.startswith("offline-run-")
     run = read_run(tracker.run_dir)
-    assert run["run"].run_id == run_key(cfg)
+    assert run["run"].run_id == f"{run_key(cfg)}-1"
     assert [row["_step"] for row in run["history"]] == [0]
     assert run["exit_code"] == 0
 
