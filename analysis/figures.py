@@ -215,8 +215,11 @@ def budget_line(runs: pd.DataFrame, curves: pd.DataFrame) -> str:
     val = curves[curves["split"] == "val"] if len(curves) else curves
     if not len(val) or "steps" not in runs:
         return ""
-    steps = int(pd.to_numeric(runs["steps"], errors="coerce").median())
+    steps = pd.to_numeric(runs["steps"], errors="coerce").median()
     epochs = pd.to_numeric(val["epoch"], errors="coerce").max()
+    if not (math.isfinite(steps) and math.isfinite(epochs)):
+        return ""
+    steps = int(steps)
     line = f"budget: {steps} steps ({epochs:.3g} epochs) per run"
     rising = [
         still_rising(list(zip(group["step"].astype(float), group["top1"].astype(float), strict=True)))

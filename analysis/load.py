@@ -37,7 +37,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SUMMARY_VALUES: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps", "val_top1", "val_top5", "val_loss", "best_val_top1",
     "test_top1", "test_top5", "test_loss", "train_ce",
-    "train_img_per_s", "train_s", "wall_s", "device", "threads", "precision", "finished_at",
+    "train_img_per_s", "train_s", "wall_s", "device", "threads", "precision", "finished_at", "wandb_id",
 )  # fmt: skip
 NUMERIC_SUMMARY: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps", "train_img_per_s", "train_s", "wall_s", "val_loss",
@@ -52,15 +52,13 @@ PUBLISHED = ("runs.csv", "curves.csv")
 """The frames an earlier analysis wrote: a folder holding both is a published study."""
 
 WANDB_HISTORY: dict[str, dict[str, str]] = {
-    "val": {"loss": "val/loss", "top1": "val/top1", "top5": "val/top5"},
-    "train": {
-        "loss": "train/loss", "top1": "train/top1", "top5": "train/top5", "lr": "train/lr",
-        "img_per_s": "train/img_per_s", "ce": "train/ce",
-    },
-}  # fmt: skip
-"""The W&B history keys the trainer logs (xablate/train.py), by split and metrics.csv column."""
+    split: {column: f"{split}/{column}" for column in METRIC_COLUMNS if column not in ("step", "split")}
+    for split in ("val", "train", "test")
+}
+"""The W&B history keys of every metrics.csv column, by split: the trainer logs each row of metrics.csv as
+`<split>/<column>` at `_step` = the row's step (xablate/runlog.py; `val/lr` is not logged: NaN)."""
 
-SKIP_DIRS = frozenset({"wandb", ".hydra", "__pycache__", ".git"})
+SKIP_DIRS = frozenset({"wandb", ".hydra", "__pycache__", ".git", "tuning"})  # tuning: tune=lr trials
 
 
 class RunError(ValueError):
@@ -396,12 +394,22 @@ def _wandb_path(run: Any) -> str:
     return f"wandb:{path or run.id}"
 
 
-def convert_wandb_run(run: Any) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A W&B public-API run (or anything with its `id`, `name`, `path`, `group`, `state`, `config`,
-    `summary_metrics` / `summary` and `scan_history()`) as a `runs` row and its metrics rows.
+def _entity_project(run: Any, config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """From the run's path (`[entity, project, id]`), else from the `logger` node older runs' configs hold."""
+    path = getattr(run, "path", None)
+    if isinstance(path, (list, tuple)) and len(path) == 3:
+        return str(path[0]), str(path[1])
+    logger = config.get("logger") if isinstance(config.get("logger"), Mapping) else {}
+    return logger.get("entity"), logger.get("project")
+
+
+def convert_wandb_run(run: Any, group: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A W&B public-API run (or anything with its `id`, `name`, `path`, `group`, `tags`, `state`, `config`,
+    `summary_metrics` / `summary` and `scan_history()`) as a `runs` row and its metrics rows; a run of
+    another group tagged `study:<group>` (a cell reused in that study) counts as a run of `group`.
 
     The summary holds the run's summary.json values, the config the resolved xablate config; the history
-    holds `val/*` and `train/*` keys at `_step` = gradient steps (epoch and wall time are not logged: NaN)."""
+    holds `val/*` and `train/*` keys at `_step` = gradient steps."""
     summary = _summary_of(run)
     config = _unwrap(run.config)
     status = summary.get("status")
@@ -421,14 +429,17 @@ def convert_wandb_run(run: Any) -> tuple[dict[str, Any], pd.DataFrame]:
             if values[axis] is None:
                 del values[axis]
     values.setdefault("name", getattr(run, "name", None) or run.id)
+    values["wandb_id"] = values.get("wandb_id") or run.id
     values.setdefault("run_key", run.id)
     study = getattr(run, "group", None) or config.get("study")
     if study is not None:
         values.setdefault("study", study)
     _check_status(values)
-    logger = config.get("logger") if isinstance(config.get("logger"), Mapping) else {}
+    if group is not None and f"study:{group}" in (getattr(run, "tags", None) or ()):
+        values["study"] = group  # trained in another study, tagged as reused in this one
+    entity, project = _entity_project(run, config)
     source = _wandb_path(run)
-    row = run_row(values, source=source, project=logger.get("project"), entity=logger.get("entity"))
+    row = run_row(values, source=source, project=project, entity=entity)
     row["design_margin"] = design_margin(config)
     row["run_id"] = source
     return row, clean_metrics(history_rows(run.scan_history()), "W&B history")
@@ -445,7 +456,7 @@ def history_rows(history: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                 continue
             row: dict[str, Any] = {c: math.nan for c in METRIC_COLUMNS}
             row.update({"step": step, "split": split})
-            row.update({column: record.get(key) for column, key in keys.items()})
+            row.update({column: record.get(key, math.nan) for column, key in keys.items()})
             rows.append(row)
     return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
 
@@ -460,14 +471,16 @@ def has_wandb_credentials() -> bool:
 
 
 def wandb_runs(path: str, group: str | None, timeout_s: float = 20.0) -> Iterator[Any]:
-    """The runs of `path` (ENTITY/PROJECT), in `group` when given, from the W&B public API."""
+    """The runs of `path` (ENTITY/PROJECT), in `group` or tagged `study:<group>` when given, from the W&B
+    public API."""
     try:
         import wandb
 
         if not has_wandb_credentials():
             raise WandbUnavailable("no W&B API key: run `wandb login` or set WANDB_API_KEY")
         api = wandb.Api(timeout=timeout_s)
-        yield from api.runs(path, filters={"group": group} if group else {})
+        filters = {"$or": [{"group": group}, {"tags": {"$in": [f"study:{group}"]}}]} if group else {}
+        yield from api.runs(path, filters=filters)
     except WandbUnavailable:
         raise
     except Exception as error:
@@ -476,16 +489,17 @@ def wandb_runs(path: str, group: str | None, timeout_s: float = 20.0) -> Iterato
 
 def load_wandb(path: str, group: str | None, api_runs: Iterable[Any] | None = None) -> Runs:
     """The frames of the completed training runs of a W&B project (and group); the `analysis` runs this
-    package logs are skipped. `api_runs` replaces the API (tests pass stand-ins for its run objects)."""
+    package logs, and the trials of a learning-rate search (job type `tune`), are skipped. `api_runs` replaces
+    the API (tests pass stand-ins for its run objects)."""
     records = []
     problems: list[Problem] = []
     runs = wandb_runs(path, group) if api_runs is None else api_runs
     try:
         for run in runs:
-            if getattr(run, "job_type", None) == "analysis":
+            if getattr(run, "job_type", None) in ("analysis", "tune"):
                 continue
             try:
-                records.append(convert_wandb_run(run))
+                records.append(convert_wandb_run(run, group))
             except RunError as error:
                 problems.append(Problem(_wandb_path(run), str(error)))
     except WandbUnavailable:

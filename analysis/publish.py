@@ -10,6 +10,7 @@ failure is one warning, never a failed analysis.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,15 @@ def wandb_table(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _artifact(wandb_module: Any, group: str, files: Sequence[Path], read_runs: Sequence[str]) -> Any:
+    """The analysis' figures and tables as one artifact (its name: W&B allows letters, digits, `-_.`)."""
+    name = "analysis-" + re.sub(r"[^\w.-]", "_", group)
+    artifact = wandb_module.Artifact(name, type="analysis", metadata={"wandb_runs": list(read_runs)})
+    for path in files:
+        artifact.add_file(str(path), name=path.name)
+    return artifact
+
+
 def publish(
     out: Path,
     figures: Mapping[str, Path],
@@ -69,9 +79,12 @@ def publish(
     entity: str | None,
     group: str,
     config: Mapping[str, Any],
+    read_runs: Sequence[str] = (),
 ) -> Published:
     """Log `figures` (name -> PNG) as images, `table` as a W&B table, and copy `attachments` (PDFs, tables)
-    into the run's files, in one W&B run of job type `analysis` under `out/wandb/`."""
+    into the run's files, in one W&B run of job type `analysis` under `out/wandb/`; the figures and
+    attachments are also its artifact `analysis-<group>` (type `analysis`), and the ids of the W&B runs
+    whose results it read (`read_runs`) are in its config and summary as `wandb_runs`."""
     if mode == "disabled":
         return Published("disabled")
     warning = None
@@ -84,7 +97,7 @@ def publish(
             group=group,
             job_type="analysis",
             name=f"analysis-{group}",
-            config=dict(config),
+            config={**config, "wandb_runs": list(read_runs)},
             tags=["analysis"],
             dir=str(out),
         )
@@ -112,7 +125,10 @@ def publish(
             for path in attachments:
                 shutil.copy2(path, files / path.name)
                 run.save(str(files / path.name), base_path=str(files), policy="end")
-            run.summary.update({"n_runs": int(config.get("n_runs", 0)), "n_cells": len(table)})
+            run.log_artifact(_artifact(wandb, group, [*figures.values(), *attachments], read_runs))
+            run.summary.update(
+                {"n_runs": int(config.get("n_runs", 0)), "n_cells": len(table), "wandb_runs": list(read_runs)}
+            )
             run.finish(exit_code=0)
         except Exception:
             run.finish(exit_code=1)

@@ -180,6 +180,7 @@ def run_analysis(
         entity=entity,
         group=group,
         config={**details, "studies": studies},
+        read_runs=sorted({str(i) for i in runs["wandb_id"] if isinstance(i, str) and i}),
     )
     names = ", ".join(p.name for p in output.files)
     report.lines.append(f"wrote {out}: {names}")

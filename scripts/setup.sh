@@ -15,6 +15,6 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and pinned: an open torch requirement on a machine without it pulls a multi-GB CUDA build.
   .venv/bin/python -m pip install -q torch==2.13.0
-  .venv/bin/python -m pip install -q -e '.[dev,launchers]'
+  .venv/bin/python -m pip install -q -e '.[dev,launchers,optuna]'
   echo "$want" > "$stamp"
 fi

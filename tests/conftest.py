@@ -54,13 +54,25 @@ def isolated_env(home: Path, *, fast_start: bool = True) -> dict[str, str]:
     return env
 
 
+CONSOLE_SCRIPT = Path(sys.executable).parent / "xablate"
+"""The `xablate` command `pip install` puts beside the interpreter (`[project.scripts]`)."""
+
+
 def run_cli(
-    cwd: Path, *args: str, out_dir: Path | None = None, fast_start: bool = True, timeout: float = 600, **kwargs: Any
+    cwd: Path,
+    *args: str,
+    out_dir: Path | None = None,
+    fast_start: bool = True,
+    timeout: float = 600,
+    console: bool = False,
+    **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m xablate ARGS out_dir=<cwd>/runs` (or `out_dir`) in `cwd`, output captured."""
+    """`python -m xablate ARGS out_dir=<cwd>/runs` (or `out_dir`; with `console`, the `xablate` command, and
+    `out_dir=None` adds no `out_dir`) in `cwd`, output captured."""
     cwd.mkdir(parents=True, exist_ok=True)
-    out_dir = cwd / "runs" if out_dir is None else out_dir
-    cmd = [sys.executable, "-m", "xablate", *args, f"out_dir={out_dir}"]
+    program = [str(CONSOLE_SCRIPT)] if console else [sys.executable, "-m", "xablate"]
+    out_dir = cwd / "runs" if out_dir is None and not console else out_dir
+    cmd = [*program, *args, *([f"out_dir={out_dir}"] if out_dir is not None else [])]
     env = kwargs.pop("env", None) or isolated_env(cwd / "wandb_home", fast_start=fast_start)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
 

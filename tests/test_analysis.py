@@ -33,6 +33,8 @@ from analysis.stats import mean_interval, steps_to_fraction, t_quantile, welch_i
 from analysis.tables import cell_table
 from xablate.__main__ import MALLOC_ENV
 
+from .wandb_log import read_run as read_wandb_run
+
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 SWEEP = [
     "-m", "segments=1,depthwise", "residual=true,false", "seed=0,1",
@@ -459,16 +461,17 @@ class StandInRun:
         config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
         self.id, self.name, self.group = summary["run_key"], summary["name"], summary["study"]
         self.path = ["ent", "proj", self.id]
-        self.job_type, self.state = job_type, state
+        self.job_type, self.state, self.tags = job_type, state, [f"study:{self.group}"]
         self.config = {k: {"value": v, "desc": None} if k == "segments" else v for k, v in config.items()}
         self.history: dict[int, dict[str, Any]] = {}
         metrics = pd.read_csv(run_dir / "metrics.csv")
         for _, row in metrics.iterrows():
             record = self.history.setdefault(int(row["step"]), {"_step": int(row["step"]), "_runtime": 1.0})
             if row["split"] == "val":
-                record.update({f"val/{k}": row[k] for k in ("loss", "top1", "top5")})
+                record.update({f"val/{k}": row[k] for k in ("loss", "top1", "top5", "epoch", "wall_s")})
             else:
-                record.update({f"train/{k}": row[k] for k in ("loss", "top1", "top5", "lr", "img_per_s")})
+                logged = ("loss", "top1", "top5", "lr", "img_per_s", "epoch", "wall_s")
+                record.update({f"train/{k}": row[k] for k in logged})
         last = self.history[max(self.history)]
         self.summary_metrics = {**{k: v for k, v in last.items() if "/" in k}, "_step": last["_step"], **summary}
 
@@ -486,7 +489,11 @@ def test_wandb_runs_convert_to_the_same_frames(sweep: Path, tmp_path: Path) -> N
     running = StandInRun(dirs["seg1-none-res-s0"], state="running")
     del running.summary_metrics["status"]
     analysis_run = StandInRun(dirs["seg1-none-res-s1"], job_type="analysis")
+    reused = stand_ins[1]  # trained in fig9, reused in fx: found through its tag, a run of fx here
+    reused.group, reused.tags, reused.summary_metrics["study"] = "fig9", ["study:fig9", "study:fx"], "fig9"
     data = load_wandb("ent/proj", "fx", api_runs=[*stand_ins, running, analysis_run])
+    assert set(data.runs["study"]) == {"fx"}
+    assert sorted(data.runs["wandb_id"]) == sorted(run.id for run in stand_ins)
     assert [(p.path, p.reason) for p in data.problems] == [
         (f"wandb:ent/proj/{running.id}", "unfinished: still running in W&B (no status in its summary)")
     ]
@@ -501,14 +508,13 @@ def test_wandb_runs_convert_to_the_same_frames(sweep: Path, tmp_path: Path) -> N
         got = data.curves[data.curves["run_id"] == data.runs.set_index("name").loc[name, "run_id"]]
         want = local.curves[local.curves["run_id"] == local.runs.set_index("name").loc[name, "run_id"]]
         for split, columns in (
-            ("val", ["step", "top1", "top5", "loss"]),
-            ("train", ["step", "loss", "lr", "img_per_s"]),
+            ("val", ["step", "epoch", "top1", "top5", "loss", "wall_s"]),
+            ("train", ["step", "epoch", "loss", "top1", "top5", "lr", "img_per_s", "wall_s"]),
         ):
             pd.testing.assert_frame_equal(
                 got[got["split"] == split][columns].reset_index(drop=True),
                 want[want["split"] == split][columns].reset_index(drop=True),
             )
-        assert got["epoch"].isna().all()  # not logged to W&B
 
 
 def test_wandb_source_through_the_cli(
@@ -545,8 +551,12 @@ def test_wandb_api_without_credentials_fails_with_one_line(
 def test_online_without_an_api_key_logs_offline_with_one_warning(
     sweep: Path, tmp_path: Path, wandb_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    study = copy_sweep(sweep, tmp_path / "fx")
+    for path in study.glob("*/summary.json"):  # as if trained with W&B on
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "wandb_id": f"{summary['run_key']}-1"}))
     out = tmp_path / "out"
-    code, stdout, stderr = cli(capsys, sweep, "--where", "segments=depthwise", "--out", out, "--wandb-mode", "online")
+    code, stdout, stderr = cli(capsys, study, "--where", "segments=depthwise", "--out", out, "--wandb-mode", "online")
     assert code == 0
     assert stderr == (
         "analysis: warning: W&B online: no API key (run `wandb login` or set WANDB_API_KEY); logged offline\n"
@@ -554,6 +564,14 @@ def test_online_without_an_api_key_logs_offline_with_one_warning(
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     assert list((run_dir / "files" / "media" / "images").glob("fig9_residual_*.png"))
     assert "upload with `wandb sync" in stdout
+    logged = read_wandb_run(run_dir)
+    summaries = [json.loads(p.read_text()) for p in study.glob("*/summary.json")]
+    read = sorted(s["wandb_id"] for s in summaries if s["segments"] == "depthwise")
+    assert len(read) == 4 and logged["config"]["wandb_runs"] == logged["summary"]["wandb_runs"] == read
+    (artifact,) = [a for a in logged["artifacts"] if a.type == "analysis"]  # W&B adds one for the table
+    assert artifact.name == "analysis-fx"
+    files = {entry.path for entry in artifact.manifest.contents}
+    assert {"fig9_residual.png", "fig9_residual.pdf", "summary.md", "summary.csv"} <= files
 
 
 def test_cli_end_to_end_logs_an_offline_analysis_run(sweep: Path, tmp_path: Path, wandb_home: Path) -> None:

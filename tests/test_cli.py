@@ -7,6 +7,7 @@ writes, re-running it, and the one-line errors that stop a bad command before an
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -122,3 +123,31 @@ def test_bad_value_fails_before_any_folder(args: list[str], named: str, tmp_path
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("xablate: error:") and named in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_console_command_runs_a_sweep_like_python_m(
+    tmp_path: Path, xablate_cli: Any, dry_sweep: tuple[Path, subprocess.CompletedProcess[str]], summaries: Any
+) -> None:
+    """`xablate -m ...` (through its re-exec with the allocator settings) writes what `python -m xablate` does."""
+    proc = xablate_cli(tmp_path, *SWEEP, out_dir=tmp_path / "runs", fast_start=False, console=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep: 3 cells, dry run" in proc.stdout
+    assert summaries(tmp_path / "runs" / "default") == summaries(dry_sweep[0] / "default")
+
+
+def test_shell_completion_of_the_console_command(tmp_path: Path, xablate_cli: Any) -> None:
+    install = xablate_cli(tmp_path, "--shell-completion", "install=bash", fast_start=False, console=True)
+    assert install.returncode == 0, install.stderr
+    assert "complete -o nospace -o default -F hydra_bash_completion xablate" in install.stdout
+
+    def query(line: str) -> list[str]:
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        proc = xablate_cli(tmp_path, "-sc", "query=bash", console=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert {"model=", "data=", "optim=", "trainer=", "logger=", "experiment=", "hparams_search=", "segments="} <= set(
+        query("xablate ")
+    )
+    assert query("xablate optim=") == ["optim=paper_rmsprop", "optim=paper_sgd", "optim=sgd_cosine"]
+    assert query("xablate experiment=fig1") == ["experiment=fig10", "experiment=fig11"]

@@ -154,16 +154,54 @@ def test_run_folder_is_name_and_key(compose_cfg: Any) -> None:
 
 
 def test_check_command_returns_every_cell() -> None:
-    cells, multirun = check_command(["-m", "segments=1,4,depthwise", "seed=0,1", "dry_run=true"])
-    assert multirun and len(cells) == 6
+    command = check_command(["-m", "segments=1,4,depthwise", "seed=0,1", "dry_run=true"])
+    cells = command.cells
+    assert command.multirun and command.search is None and len(cells) == 6
     got = sorted((str(parse_segments(c.segments)), c.seed) for c in cells)
     assert got == sorted(itertools.product(["1", "4", "depthwise"], [0, 1]))
     assert len({run_key(c) for c in cells}) == 6
 
 
+@pytest.mark.parametrize(
+    ("argv", "count"),
+    [
+        (["experiment=fig10", "dry_run=true"], 15),  # the sweep in the experiment's hydra.sweeper.params
+        (["-m", "hydra/launcher=joblib", "segments=1,4", "seed=0,1", "dry_run=true"], 4),  # any launcher
+        (["-m", "hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2", "segments=1,2,4", "dry_run=true"], 3),
+    ],
+)
+def test_check_command_expands_through_the_commands_own_sweeper(argv: list[str], count: int, tmp_path: Path) -> None:
+    command = check_command([*argv, f"out_dir={tmp_path}"])
+    assert command.multirun and command.search is None and len(command.cells) == count
+    assert len({run_key(c) for c in command.cells}) == count
+    assert list(tmp_path.iterdir()) == []  # the check writes nothing where the runs go
+
+
+def test_check_command_checks_a_searchs_space_and_first_trial(tmp_path: Path) -> None:
+    command = check_command(["hparams_search=lr", "segments=4", f"out_dir={tmp_path}"])
+    (trial,) = command.cells
+    assert command.multirun and command.search == "OptunaSweeper"
+    assert 0.01 <= trial.optim.lr <= 1.0 and parse_segments(trial.segments) == 4
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=tag(log, interval(0, 1))", "OptunaSweeper search space: The `low` value must be larger than 0"),
+        ("segments=choice(3)", "segments=3"),  # a trial the search space allows fails validation
+    ],
+)
+def test_a_bad_search_space_is_one_line(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
+        check_command(["hparams_search=lr", "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=3", override])
+    assert "\n" not in str(info.value)
+
+
 def test_check_command_single_run() -> None:
-    (cell,), multirun = check_command(["segments=8", "activation=relu", "dry_run=true"])
-    assert not multirun
+    command = check_command(["segments=8", "activation=relu", "dry_run=true"])
+    (cell,) = command.cells
+    assert not command.multirun
     assert parse_segments(cell.segments) == 8 and cell.activation == "relu"
 
 

@@ -7,8 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+import yaml
 
+from analysis.load import load_local
 from xablate.axes import parse_segments
 from xablate.convergence import still_rising
 
@@ -21,6 +24,7 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
     args = ["-m", "segments=1,4,depthwise", *TINY, "trainer.threads=1", "study=demo", "data.holdout=64"]
+    args.append("logger.log_model=true")
     first = xablate_cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
@@ -34,8 +38,12 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
         (offline,) = (study / folder / "wandb").glob("offline-run-*")
         run = read_run(offline)
         assert (run["run"].run_group, run["run"].job_type) == ("demo", "train")
-        assert run["run"].run_id == summary["run_key"]
+        assert run["run"].run_id == summary["wandb_id"] == f"{summary['run_key']}-1"
         assert run["run"].display_name == summary["name"]
+        assert "study:demo" in run["run"].tags
+        (model,) = run["artifacts"]
+        assert (model.name, model.type) == (f"model-{summary['wandb_id']}", "model")
+        assert [entry.path for entry in model.manifest.contents] == ["checkpoint.pt"]
         assert parse_segments(run["config"]["segments"]) == summary["segments"]
         assert run["config"]["model"]["name"] == "xception_mini"
         assert run["metrics"]["train/*"] == run["metrics"]["val/*"] == run["metrics"]["test/*"] == "trainer/step"
@@ -57,12 +65,14 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     assert all(name in report.read_text() for name in cells)
     assert "wandb sync" in first.stdout
 
-    before = {p: p.read_bytes() for p in study.glob("*/summary.json")}
-    second = xablate_cli(tmp_path, *args)
+    kept = [*study.glob("*/summary.json"), *study.glob("*/.hydra/*.yaml")]
+    assert len(kept) == 3 * 4
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept}
+    second = xablate_cli(tmp_path, *args, "trainer.log_every=8")  # another override: not in the key
     assert second.returncode == 0, second.stderr
     assert "3 completed earlier (skipped), 0 to run" in second.stdout
     assert second.stdout.count("already completed") == 3
-    assert {p: p.read_bytes() for p in study.glob("*/summary.json")} == before
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == before  # .hydra/ of the run that made it
 
 
 def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
@@ -126,7 +136,12 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     assert summary["study"] == "fig11"
     assert summary["val_top1"] == json.loads((original / "summary.json").read_text())["val_top1"]
     assert (copy / "metrics.csv").read_bytes() == (original / "metrics.csv").read_bytes()
-    assert not (copy / "wandb").exists()
+    (trained_run,) = (original / "wandb").glob("offline-run-*")
+    (retag,) = (copy / "wandb").glob("offline-run-*")  # only updates the tags of the run trained in fig9
+    trained, tags = read_run(trained_run)["run"], read_run(retag)["run"]
+    assert tags.run_id == trained.run_id == summary["wandb_id"] and tags.run_group == "fig9"
+    assert {"study:fig9", "study:fig11"} <= set(tags.tags) and "study:fig11" not in trained.tags
+    assert read_run(retag)["history"] == []
     (trained,) = (tmp_path / "runs" / "fig11").glob("seg4-*")
     assert "reused_from" not in json.loads((trained / "summary.json").read_text())
 
@@ -156,3 +171,65 @@ def test_a_short_sweep_says_its_budget_and_that_it_had_not_converged() -> None:
     assert still_rising([(10, 0.60), (30, 0.70), (40, 0.80)])
     assert not still_rising([(10, 0.60), (30, 0.899), (40, 0.90)])
     assert not still_rising([(40, 0.90)])
+
+
+def test_each_rerun_attempt_is_its_own_wandb_run_and_the_earlier_one_is_kept(tmp_path: Path, xablate_cli: Any) -> None:
+    args = ["segments=4", *TINY, "trainer.threads=1", "trainer.epochs=1"]
+    assert xablate_cli(tmp_path, *args).returncode == 0
+    (cell,) = (tmp_path / "runs" / "default").iterdir()
+    (first,) = (cell / "wandb").glob("offline-run-*/run-*.wandb")
+    first_bytes = first.read_bytes()
+    rerun = xablate_cli(tmp_path, *args, "rerun=true")
+    assert rerun.returncode == 0, rerun.stderr
+
+    (archived,) = cell.glob("archive/*/wandb/offline-run-*/run-*.wandb")
+    assert archived.read_bytes() == first_bytes  # moved aside whole, never resumed
+    (second,) = (cell / "wandb").glob("offline-run-*/run-*.wandb")
+    key = json.loads((cell / "summary.json").read_text())["run_key"]
+    assert [read_run(log.parent)["run"].run_id for log in (archived, second)] == [f"{key}-1", f"{key}-2"]
+    assert [len(read_run(log.parent)["history"]) for log in (archived, second)] == [2, 2]
+    summary = json.loads((cell / "summary.json").read_text())
+    assert (summary["attempt"], summary["wandb_id"]) == (2, f"{key}-2")
+
+
+def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xablate_cli: Any, summaries: Any) -> None:
+    result = xablate_cli(
+        tmp_path, "hparams_search=lr", "hydra.sweeper.n_trials=3", *TINY, "trainer.epochs=1", "trainer.threads=1",
+        "logger.mode=disabled",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "search: OptunaSweeper" in result.stdout
+    study = tmp_path / "runs" / "lr_search"
+    trials = summaries(study)
+    assert len(trials) == 3 and {s["status"] for s in trials.values()} == {"completed"}
+    assert len({s["run_key"] for s in trials.values()}) == 3
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())
+    top = max(trials.values(), key=lambda s: s["val_top1"])
+    assert best["best_value"] == pytest.approx(top["val_top1"])
+    (folder,) = [name for name, s in trials.items() if s is top]
+    overrides = yaml.safe_load((study / folder / ".hydra" / "overrides.yaml").read_text())
+    assert f"optim.lr={best['best_params']['optim.lr']}" in overrides
+
+
+def test_tune_picks_each_cells_lr_from_kept_trials_and_trains_the_seeds_with_it(
+    tmp_path: Path, xablate_cli: Any, summaries: Any
+) -> None:
+    args = ["-m", "seed=0,1", "tune=lr", "tune.values=[0.05,0.4]", "segments=4", *TINY, "trainer.epochs=1"]
+    result = xablate_cli(tmp_path, *args, "trainer.threads=1", "logger.mode=disabled")
+    assert result.returncode == 0, result.stderr
+    study = tmp_path / "runs" / "default"
+    trials = summaries(study / "tuning")
+    assert len(trials) == 2 and all(s["tuning"] and s["seed"] == 0 for s in trials.values())
+    top = max(s["val_top1"] for s in trials.values())
+    lrs = {name: pd.read_csv(study / "tuning" / name / "metrics.csv")["lr"].tolist() for name in trials}
+    cells = summaries(study)
+    assert sorted(s["seed"] for s in cells.values()) == [0, 1]
+    for name, summary in cells.items():
+        tuned = summary["tuned"]
+        assert (tuned["param"], tuned["objective"]) == ("optim.lr", "val_top1")
+        assert sorted(t["value"] for t in tuned["trials"]) == [0.05, 0.4]
+        assert all(t["objective"] == trials[t["run"]]["val_top1"] for t in tuned["trials"])
+        (chosen,) = [t for t in tuned["trials"] if t["value"] == tuned["value"]]
+        assert chosen["objective"] == top  # the first best in the order of tune.values, on ties
+        assert pd.read_csv(study / name / "metrics.csv")["lr"].tolist() == lrs[chosen["run"]]  # trained with it
+    assert len(load_local([study])) == 2  # the analysis never reads the trials

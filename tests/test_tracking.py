@@ -10,6 +10,7 @@ folder, so nothing here can reach the internet or read a real API key.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -82,7 +83,8 @@ def test_offline_run_holds_config_tags_history_and_summary(
                 tracker.log({"val/acc": step / 10_000, "val/loss": 0.5}, step=step)
         tracker.set_summary({"status": "completed", "best_val_acc": 0.3, "params": 1234})
 
-    key = run_key(cfg)
+    key = f"{run_key(cfg)}-1"
+    assert tracker.run_id == key
     assert tracker.run_dir is not None and tracker.run_dir.parent == tmp_path / "wandb"
     assert tracker.run_dir.name.startswith("offline-run-") and tracker.run_dir.name.endswith(f"-{key}")
     assert tracker.sync_command == f"wandb sync {tracker.run_dir}"
@@ -95,10 +97,10 @@ def test_offline_run_holds_config_tags_history_and_summary(
     assert {
         "segments=4", "activation=relu", "residual=true", "seed=0", "model=xception_mini", "data=fashion_mnist",
     } <= set(run["run"].tags)  # fmt: skip
+    assert "study:default" in run["run"].tags
     config = run["config"]
     assert (config["segments"], config["activation"], config["residual"]) == (4, "relu", True)
-    assert config["model"]["name"] == "xception_mini" and config["logger"]["mode"] == "offline"
-    assert "hydra" not in config
+    assert config["model"]["name"] == "xception_mini" and config["optim"]["lr"] == 0.2
 
     assert (tracker.run_dir / f"run-{key}.wandb").stat().st_size > 2 * BLOCK_LEN
     steps = [row["_step"] for row in run["history"]]
@@ -114,6 +116,34 @@ def test_offline_run_holds_config_tags_history_and_summary(
     assert run["exit_code"] == 0
 
 
+def test_the_wandb_config_holds_the_run_and_hydras_choices_not_the_internal_knobs(tmp_path: Path) -> None:
+    cfg = make_cfg("logger.mode=offline", "optim=paper_sgd", "rerun=true", "trainer.epochs=3")
+    with Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
+        tracker.log({"train/loss": 1.0}, step=0)
+    assert tracker.run_dir is not None
+    config = read_run(tracker.run_dir)["config"]
+    assert not {"dry_run", "rerun", "reuse", "out_dir", "logger"} & set(config)
+    assert {"segments", "activation", "residual", "seed", "study", "model", "data", "optim", "trainer"} <= set(config)
+    assert config["trainer"]["epochs"] == 3
+    assert config["hydra"]["choices"]["optim"] == "paper_sgd" and config["hydra"]["choices"]["model"] == "xception_mini"
+    assert config["hydra"]["overrides"] == ["segments=4", "activation=relu", "logger.mode=offline", "optim=paper_sgd",
+                                            "rerun=true", "trainer.epochs=3"]  # fmt: skip
+    assert set(config["hydra"]) == {"choices", "overrides"}
+
+
+def test_log_model_logs_the_checkpoint_as_a_model_artifact(cfg: DictConfig, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"weights" * 100)
+    with Tracker(cfg, Cell.of(cfg), tmp_path) as tracker:
+        tracker.log({"train/loss": 1.0}, step=0)
+        tracker.log_model(checkpoint, {"steps": 8})
+    assert tracker.run_dir is not None
+    (artifact,) = read_run(tracker.run_dir)["artifacts"]
+    assert (artifact.name, artifact.type, list(artifact.aliases)) == (f"model-{tracker.run_id}", "model", ["latest"])
+    assert [entry.path for entry in artifact.manifest.contents] == ["checkpoint.pt"]
+    assert json.loads(artifact.metadata) == {"steps": 8}
+
+
 def test_disabled_writes_nothing_and_every_method_works(tmp_path: Path) -> None:
     cfg = make_cfg("logger.mode=disabled")
     tracker = Tracker(cfg, Cell.of(cfg), tmp_path)
@@ -125,21 +155,33 @@ def test_disabled_writes_nothing_and_every_method_works(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_reopening_the_same_cell_continues_the_same_run_id(cfg: DictConfig, tmp_path: Path) -> None:
-    first = Tracker(cfg, Cell.of(cfg), tmp_path)
-    first.log({"train/loss": 1.0}, step=10)
-    first.finish()
-    second = Tracker(
-        cfg, Cell.of(cfg), tmp_path
-    )  # the same run key: W&B resumes the run (offline: a second folder, same id)
-    second.log({"train/loss": 0.5}, step=20)
-    second.finish()
+def test_reopening_the_same_attempt_continues_its_run_id_and_the_next_attempt_is_a_new_run(
+    cfg: DictConfig, tmp_path: Path
+) -> None:
+    trackers = []
+    for attempt, step in ((1, 10), (1, 20), (2, 5)):  # a resume of attempt 1 (a second folder, same id), rerun
+        tracker = Tracker(cfg, Cell.of(cfg), tmp_path, attempt=attempt)
+        tracker.log({"train/loss": 1.0 / step}, step=step)
+        tracker.finish()
+        trackers.append(tracker)
 
-    assert first.run_dir is not None and second.run_dir is not None and first.run_dir != second.run_dir
-    logs = [read_run(tracker.run_dir) for tracker in (first, second)]
-    assert [log["run"].run_id for log in logs] == [run_key(cfg)] * 2
-    assert [[row["_step"] for row in log["history"]] for log in logs] == [[10], [20]]
-    assert [log["exit_code"] for log in logs] == [0, 0]
+    assert len({tracker.run_dir for tracker in trackers}) == 3
+    logs = [read_run(tracker.run_dir) for tracker in trackers if tracker.run_dir is not None]
+    key = run_key(cfg)
+    assert [log["run"].run_id for log in logs] == [f"{key}-1", f"{key}-1", f"{key}-2"]
+    assert [[row["_step"] for row in log["history"]] for log in logs] == [[10], [20], [5]]
+    assert [log["exit_code"] for log in logs] == [0, 0, 0]
+
+
+def test_retag_updates_another_runs_tags_only(cfg: DictConfig, tmp_path: Path) -> None:
+    cell = Cell.of(cfg)
+    tracker = Tracker(cfg, cell, tmp_path, retag=("abc-1", "fig9"), studies=("fig9", "fig11"))
+    tracker.finish()
+    assert tracker.run_dir is not None
+    run = read_run(tracker.run_dir)
+    assert (run["run"].run_id, run["run"].run_group) == ("abc-1", "fig9")
+    assert {"study:fig9", "study:fig11", "segments=4"} <= set(run["run"].tags)
+    assert set(run["config"]) <= {"_wandb"} and run["history"] == []  # no config of its own to overwrite
 
 
 @pytest.mark.parametrize("api_key", [FAKE_API_KEY, None], ids=["server-unreachable", "no-api-key"])
@@ -165,7 +207,7 @@ def test_online_without_network_falls_back_to_offline_with_one_warning(
     assert len(warnings) == 1 and "offline" in warnings[0] and "wandb sync" in warnings[0]
     assert tracker.run_dir is not None and tracker.run_dir.name.startswith("offline-run-")
     run = read_run(tracker.run_dir)
-    assert run["run"].run_id == run_key(cfg)
+    assert run["run"].run_id == f"{run_key(cfg)}-1"
     assert [row["_step"] for row in run["history"]] == [0]
     assert run["exit_code"] == 0
 

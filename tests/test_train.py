@@ -41,6 +41,7 @@ def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Pat
     cfg = compose_cfg(
         "data.train_subset=4096", "data.val_subset=1000", "data.batch_size=128", "trainer.epochs=2",
         "trainer.log_every=8", "model.width=0.5", "logger.mode=disabled", "trainer.threads=1",
+        "reuse=false",  # other pytest sessions' folders sit beside tmp_path: never copy one of those
     )  # fmt: skip
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed"

@@ -49,9 +49,11 @@ def _key(item: Any) -> str:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """The run record, config, history rows, summary and exit code that `wandb sync` would upload."""
+    """The run record, config, history rows, summary, artifacts and exit code that `wandb sync` would upload."""
     (log_file,) = run_dir.glob("run-*.wandb")
-    out: dict[str, Any] = {"run": None, "config": {}, "history": [], "summary": {}, "metrics": {}, "exit_code": None}
+    out: dict[str, Any] = {
+        "run": None, "config": {}, "history": [], "summary": {}, "metrics": {}, "artifacts": [], "exit_code": None,
+    }  # fmt: skip
     for record in records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -65,6 +67,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
             out["summary"].update({_key(i): json.loads(i.value_json) for i in record.summary.update})
         elif kind == "metric":
             out["metrics"][record.metric.name or record.metric.glob_name] = record.metric.step_metric
+        elif kind == "artifact":
+            out["artifacts"].append(record.artifact)
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out

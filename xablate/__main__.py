@@ -1,4 +1,8 @@
-"""`python -m xablate`: the Hydra application over `run(cfg)`."""
+"""`xablate` (the console command) and `python -m xablate`: the Hydra application over `run(cfg)`.
+
+The task function returns the cell's objective (`objective`, `val_top1` by default), so Hydra's search
+sweepers (`hydra/sweeper=optuna`) can optimise it.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,23 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_":
 
 
 def _reexec_with_malloc_env() -> None:
-    """Restart once with `MALLOC_ENV`: glibc reads it only at process start, so do it before torch loads."""
+    """Restart once with `MALLOC_ENV`: glibc reads it only at process start, so do it before torch loads.
+
+    The same command line runs again (`sys.orig_argv`: interpreter options, `-m xablate` or the console
+    script's path), so Hydra sees the same program name, which its shell completion is installed for."""
     if sys.platform != "linux" or any(key in os.environ for key in MALLOC_ENV):
         return
     os.environ.update(MALLOC_ENV)
     with contextlib.suppress(OSError):
-        os.execv(sys.executable, [sys.executable, "-m", "xablate", *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
-if __name__ == "__main__":
+def _started_as_command() -> bool:
+    """`python -m xablate`, or the `xablate` console script, which imports this module to call `main`."""
+    return __name__ == "__main__" or os.path.basename(sys.argv[0]) == "xablate"
+
+
+if _started_as_command():
     _reexec_with_malloc_env()
 
 import warnings  # noqa: E402
@@ -40,7 +52,8 @@ from .config import register_configs  # noqa: E402
 from .errors import ConfigError, WriteError  # noqa: E402
 from .identity import register_resolvers  # noqa: E402
 from .lifecycle import exit_code, record_failure, run  # noqa: E402
-from .preflight import check_command  # noqa: E402
+from .preflight import CONF_DIR, check_command  # noqa: E402
+from .summary import objective_value  # noqa: E402
 from .sweep import announce, finish  # noqa: E402
 
 UNTRAINED_EXIT = {"dry_run": 0, "running": 1}
@@ -59,10 +72,11 @@ def _first_write_error(err: WriteError) -> WriteError:
     return err
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    """One job. In a multirun a failing cell records its failure and lets the sweep go on; a signal
-    (Ctrl-C, SIGTERM, a cluster's pre-emption notice) stops the whole command after checkpointing."""
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")  # absolute: also as a console script
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """One job; returns its objective (None when the cell has none: failed, or a dry run). In a multirun a
+    failing cell records its failure and lets the sweep go on; a signal (Ctrl-C, SIGTERM, a cluster's
+    pre-emption notice) stops the whole command after checkpointing."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = run(cfg)
@@ -75,30 +89,34 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"xablate: error: {_first_write_error(err)}; make room and run again to resume", file=sys.stderr)
         if not multirun:
             sys.exit(1)
-        return
+        return None
     except Exception:
         if not multirun:
             raise
         traceback.print_exc()
-        return
+        return None
     status = summary["status"]
     code = UNTRAINED_EXIT[status] if status in UNTRAINED_EXIT else exit_code(summary)
     if code and (not multirun or status == "interrupted"):
         sys.exit(code)
+    return objective_value(summary, str(cfg.objective))
 
 
 def main() -> None:
+    """The console command `xablate` (and `python -m xablate`): check every cell, then let Hydra run them."""
     register_configs()
     register_resolvers()
     try:
-        cells, multirun = check_command(sys.argv[1:])
+        command = check_command(sys.argv[1:])
     except ConfigError as err:
         _fail(err)
-    if multirun:
-        print(announce(cells), flush=True)
+    if command.search:
+        print(f"search: {command.search}; the search space and its first trials are valid", flush=True)
+    elif command.multirun:
+        print(announce(command.cells), flush=True)
     _hydra_main()
-    if multirun and cells:
-        sys.exit(1 if finish(cells) else 0)
+    if command.multirun and command.cells and not command.search:
+        sys.exit(1 if finish(command.cells) else 0)
 
 
 if __name__ == "__main__":

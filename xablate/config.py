@@ -30,6 +30,9 @@ LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
 PRIMARY_ENDPOINTS: tuple[str, ...] = ("test_top1", "val_top1")
 VARIANCE_MODELS: tuple[str, ...] = ("welch", "paired", "pooled")
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+OBJECTIVES: tuple[str, ...] = ("val_top1", "val_top5", "val_loss", "best_val_top1")
+"""What a search may optimise: values of the held-out split only, never of the test split."""
+OBJECTIVE_MODES: tuple[str, ...] = ("maximize", "minimize")
 
 
 @dataclass
@@ -113,6 +116,17 @@ class LoggerConfig:
     mode: str = "offline"
     project: str = "xablate"
     entity: str | None = None
+    log_model: bool = False
+
+
+@dataclass
+class TuneConfig:
+    """`tune=lr`: each cell picks `param` among `values` by its objective on the held-out split (trials at
+    seed `seed`, kept in `<out_dir>/<study>/tuning/`), then trains with it."""
+
+    param: str = "optim.lr"
+    values: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
+    seed: int = 0
 
 
 @dataclass
@@ -135,6 +149,9 @@ class Config:
     reuse: bool = True
     study: str = "default"
     out_dir: str = "runs"
+    objective: str = "val_top1"
+    objective_mode: str = "maximize"
+    tune: TuneConfig | None = None
 
 
 def register_configs() -> None:
@@ -308,6 +325,18 @@ def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> 
             _check_known_keys(node, known, f"{prefix}{key}.")
 
 
+def _check_tune(cfg: DictConfig) -> None:
+    """Tuning must never see the test split: once the data has a held-out split (`data.holdout`), it is on."""
+    if cfg.tune is None:
+        return
+    if OmegaConf.select(cfg, cfg.tune.param) is None:
+        raise ConfigError(f"tune.param={cfg.tune.param!r} is not a setting")
+    if not cfg.tune["values"]:
+        raise ConfigError("tune.values is empty; allowed: one value or more")
+    if "holdout" in cfg.data and not cfg.data.holdout:
+        raise ConfigError("tune needs a held-out split of the training set: set data.holdout")
+
+
 def validate(cfg: DictConfig) -> Cell:
     """The cell `cfg` describes, or a one-line `ConfigError` for any value the run could not use.
 
@@ -331,6 +360,9 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
     _check_compile_mode(cfg.trainer)
+    _choice("objective", cfg.objective, OBJECTIVES)
+    _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
+    _check_tune(cfg)
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
     with torch.device("meta"):

@@ -19,10 +19,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .axes import Axes, parse_bool, parse_segments
+from .summary import read_summary
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
-        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design",
+        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design", "objective", "objective_mode",
         "data.root", "data.num_workers", "data.eval_batch_size", "data.check",
         "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic",
     }
@@ -37,6 +38,7 @@ KEY_ONLY_WHEN_SET: dict[str, object] = {
     "trainer.evals": None,
     "trainer.test_every_eval": False,
     "trainer.compile_mode": None,
+    "tune": None,
 }
 """Knobs added after studies had run: at these values (the behaviour before them) they stay out of the
 key, so that those studies' cells keep their folders. `data.holdout_seed` counts only with a holdout."""
@@ -60,7 +62,8 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
         _drop(container, dotted)
     for dotted, unset in KEY_ONLY_WHEN_SET.items():
         parent, _, leaf = dotted.rpartition(".")
-        if container.get(parent, {}).get(leaf, unset) == unset:
+        node = container.get(parent, {}) if parent else container
+        if node.get(leaf, unset) == unset:
             _drop(container, dotted)
     if "holdout" not in container.get("data", {}):
         _drop(container, "data.holdout_seed")
@@ -131,7 +134,18 @@ class Cell:
         }
 
 
+def output_subdir(cfg: DictConfig) -> str | None:
+    """Hydra's `output_subdir` for the job `cfg`: `.hydra`, or None (Hydra then saves no config) for a cell
+    that already completed and that this job will skip, so that its `.hydra/` stays that of its run."""
+    summary = read_summary(cell_folder(cfg))
+    done = summary is not None and summary.get("status") == "completed" and not cfg.rerun
+    return None if done else ".hydra"
+
+
 def register_resolvers() -> None:
-    """`${xablate_run_dir:}` in `conf/config.yaml` names each run's directory."""
+    """`${xablate_run_dir:}` in `conf/config.yaml` names each run's directory, `${xablate_output_subdir:}`
+    where Hydra saves its config."""
     if not OmegaConf.has_resolver("xablate_run_dir"):
         OmegaConf.register_new_resolver("xablate_run_dir", lambda *, _root_: run_dir_name(_root_))
+    if not OmegaConf.has_resolver("xablate_output_subdir"):
+        OmegaConf.register_new_resolver("xablate_output_subdir", lambda *, _root_: output_subdir(_root_))

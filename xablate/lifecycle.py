@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import distributed
 from .config import build_model, input_shape, validate
 from .costs import format_costs, profile
 from .data import check_data
 from .distributed import world_from_env
+from .errors import ConfigError
 from .identity import Cell
 from .lock import LOCK, CellBusy, acquire, release
 from .metrics import METRICS
@@ -36,8 +37,8 @@ from .runtime import (
     select_device,
     threads,
 )
-from .summary import SUMMARY, read_summary, write_json_atomic
-from .train import train
+from .summary import SUMMARY, objective_value, read_summary, write_json_atomic
+from .train import Attempt, train
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -46,7 +47,42 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     out = cell.folder if out is None else out
     if cfg.dry_run:
         return dry_run(cfg, cell, out)
+    if cfg.tune is not None and (read_summary(out) or {}).get("status") != "completed":
+        return tune_and_train(cfg, cell, out)
     return train_cell(cfg, cell, out)
+
+
+def tuning_trials(cfg: DictConfig, cell: Cell) -> list[tuple[DictConfig, Path]]:
+    """The config and folder of each trial of `cfg.tune`: the cell at each value of `tune.param`, at seed
+    `tune.seed`, untuned, in `<out_dir>/<study>/tuning/` (so that no study's runs include a trial)."""
+    trials = []
+    for value in cfg.tune["values"]:
+        trial = cfg.copy()
+        with open_dict(trial):
+            OmegaConf.update(trial, str(cfg.tune.param), value)
+            trial.seed, trial.tune = cfg.tune.seed, None
+        trials.append((trial, cell.folder.parent / "tuning" / Cell.of(trial).folder.name))
+    return trials
+
+
+def tune_and_train(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
+    """Train every tuning trial (or find it completed), take the value whose `objective` on the held-out
+    split is best, and train the cell with it; its summary records the choice and every trial's result."""
+    param, results = str(cfg.tune.param), []
+    for trial, folder in tuning_trials(cfg, cell):
+        summary = train_cell(trial, Cell.of(trial), folder, job_type="tune", record={"tuning": True})
+        score = objective_value(summary, str(cfg.objective))
+        results.append({"value": OmegaConf.select(trial, param), "objective": score, "run": folder.name})
+    scored = [r for r in results if r["objective"] is not None]
+    if not scored:
+        raise ConfigError(f"tune: no trial of {param} completed; see {cell.folder.parent / 'tuning'}")
+    pick = max if cfg.objective_mode == "maximize" else min
+    best = pick(scored, key=lambda r: r["objective"])
+    tuned = cfg.copy()
+    OmegaConf.update(tuned, param, best["value"])
+    tuned_record = {"param": param, "value": best["value"], "objective": str(cfg.objective), "trials": results}
+    print(f"{out.name}: tuned {param}={best['value']} ({cfg.objective} {best['objective']:.4f})", flush=True)
+    return train_cell(tuned, cell, out, record={"tuned": tuned_record})
 
 
 def dry_run(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
@@ -104,6 +140,12 @@ def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
     return dest
 
 
+def attempt_number(out: Path) -> int:
+    """1 for a cell's first attempt, then one more per attempt that `rerun=true` moved to `archive/` (each
+    holds its `provenance.json`; the record kept of a failed attempt that is retried does not)."""
+    return 1 + sum(1 for _ in out.glob("archive/*/provenance.json"))
+
+
 def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, Any] | None) -> dict[str, Any] | None:
     """The summary of a cell that needs no training here: completed earlier, or completed in another study."""
     if previous is not None and previous.get("status") == "completed" and not cfg.rerun:
@@ -127,7 +169,7 @@ def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, A
         "again (reuse=false trains it again)",
         flush=True,
     )
-    return reuse(twin.path, out, cell.study)
+    return reuse(cfg, cell, twin.path, out)
 
 
 def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> None:
@@ -141,8 +183,11 @@ def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> Non
     write_json_atomic(out / "provenance.json", provenance())
 
 
-def train_cell(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
-    """Train the cell, or skip it when it already completed; resume from `out/checkpoint.pt` if present."""
+def train_cell(
+    cfg: DictConfig, cell: Cell, out: Path, *, job_type: str = "train", record: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train the cell, or skip it when it already completed; resume from `out/checkpoint.pt` if present.
+    `job_type` and `record` go to W&B and `summary.json` (see `Attempt`)."""
     out.mkdir(parents=True, exist_ok=True)
     previous = read_summary(out)
     done = _skip_or_reuse(cfg, cell, out, previous)
@@ -166,7 +211,7 @@ def train_cell(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
             _prepare(cfg, out, previous)
         distributed.barrier(world)
         with threads(cfg.trainer.threads or launcher_threads()):
-            return train(cfg, cell, out, device, world)
+            return train(cfg, cell, out, device, world, Attempt(attempt_number(out), job_type, record or {}))
     finally:
         if holder is not None:
             release(out, holder)

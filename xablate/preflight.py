@@ -1,25 +1,36 @@
 """Check every cell of a command before any of them runs.
 
 Hydra validates a job's config only when that job starts, so a bad value in the third cell of a sweep
-would surface after two cells had trained. `check_command` expands the command line into its cells the
-way Hydra's basic sweeper does, composes each one and validates it, checks the launcher is installed, the
-data exist (unless `data.check=false`) and every `out_dir` can be written, and reports the first problem
-in a single line.
+would surface after two cells had trained. `check_command` lets the command's own sweeper expand the
+command line, through Hydra's public plugin interfaces (`Sweeper.sweep` over a launcher that only records
+the jobs it is given), composes each cell and validates it, checks the launcher is installed, the data exist (unless
+`data.check=false`) and every `out_dir` can be written, and reports the first problem in a single line.
+
+A grid sweeper (Hydra's basic one) yields every cell; a search sweeper (Optuna, Nevergrad, Ax) chooses its
+later trials from the results of earlier ones, so only its search space and its first batch of trials are
+checked, and the command announces a search instead of a list of cells.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
+from hydra.core.plugins import Plugins
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+
+from hydra_plugins.xablate_preflight import RecordingLauncher, is_enough_jobs
 
 from .config import validate
 from .data import check_data
@@ -36,15 +47,20 @@ def _group_options(group: str) -> list[str]:
 def _compose(overrides: list[str]) -> DictConfig:
     try:
         return compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except MissingConfigException as err:
-        for override in overrides:
-            group, _, value = override.lstrip("+~").partition("=")
+    except (MissingConfigException, OmegaConfBaseException, OverrideParseException, ConfigCompositionException) as err:
+        raise _config_error(err, overrides) from None
+
+
+def _config_error(err: Exception, overrides: list[str]) -> ConfigError:
+    """One line for an error composing `overrides`; an unknown group option lists the known ones."""
+    if not isinstance(err, MissingConfigException):
+        return ConfigError(_one_line(err))
+    for override in overrides:
+        group, _, values = override.lstrip("+~").partition("=")
+        for value in values.split(","):
             if (CONF_DIR / group).is_dir() and value not in _group_options(group):
-                allowed = ", ".join(_group_options(group))
-                raise ConfigError(f"{group}={value!r} is not known; allowed: {allowed}") from None
-        raise ConfigError(str(err).splitlines()[0]) from None
-    except (OmegaConfBaseException, OverrideParseException, ConfigCompositionException) as err:
-        raise ConfigError(_one_line(err)) from None
+                return ConfigError(f"{group}={value!r} is not known; allowed: {', '.join(_group_options(group))}")
+    return ConfigError(str(err).splitlines()[0])
 
 
 def _one_line(err: BaseException) -> str:
@@ -57,19 +73,42 @@ def _one_line(err: BaseException) -> str:
     return first
 
 
-def expand_cells(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override list of every job the command would launch (one job unless `multirun`)."""
-    if not multirun:
-        return [overrides]
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    for override in parsed:
+GRID_SWEEPERS: frozenset[str] = frozenset({"hydra._internal.core_plugins.basic_sweeper.BasicSweeper"})
+"""Sweepers whose jobs do not depend on earlier jobs' results: every cell can be known before any runs."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a command line will run: its cells (a search's first trials only), and whether it is a multirun
+    or, with the sweeper's name, a search."""
+
+    cells: list[DictConfig] = field(default_factory=list)
+    multirun: bool = False
+    search: str | None = None
+
+
+def _sweep_config(base: DictConfig, sweep_dir: str, *, first_batch_only: bool) -> DictConfig:
+    """`base` with the recording launcher, its sweep folder in `sweep_dir` (the basic sweeper writes
+    `multirun.yaml` there) and no study storage (Optuna would record the check's trial in it)."""
+    cfg = base.copy()
+    with open_dict(cfg):
+        cfg.hydra.launcher = {"_target_": f"{RecordingLauncher.__module__}.RecordingLauncher"}
+        cfg.hydra.launcher.first_batch_only = first_batch_only
+        cfg.hydra.sweep.dir = sweep_dir
+        if "storage" in cfg.hydra.sweeper:
+            cfg.hydra.sweeper.storage = None
+    return cfg
+
+
+def check_grid_values(overrides: list[str]) -> None:
+    """The grid sweeper takes lists and ranges, not intervals: say so, and name a sweeper that samples them."""
+    for override in OverridesParser.create().parse_overrides(overrides):
         if override.value_type == ValueType.INTERVAL_SWEEP:
             raise ConfigError(
                 f"{override.input_line}: this sweeper (Hydra's basic one) takes lists (a,b,c), range(start,stop) "
                 "and choice(...), not interval(...); a sweeper that samples ranges is Optuna's "
-                "(pip install hydra-optuna-sweeper, then hydra/sweeper=optuna)"
+                "(pip install -e '.[optuna]', then hydra/sweeper=optuna or hparams_search=lr)"
             )
-    return [cell for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
 
 
 def check_launcher(cfg: DictConfig) -> None:
@@ -96,18 +135,40 @@ def check_out_dirs(cells: list[DictConfig]) -> None:
             raise ConfigError(f"out_dir={out_dir!r} cannot be created or written: {reason}")
 
 
-def _sweeper_params(cfg: DictConfig) -> list[str]:
-    """Sweep values an experiment config puts in `hydra.sweeper.params`, as overrides."""
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    return [f"{key}={value}" for key, value in params.items()]
+def expand_cells(base: DictConfig, overrides: list[str]) -> tuple[list[list[str]], str | None]:
+    """The override lists of the jobs `base`'s sweeper launches for `overrides`, and the sweeper's name when
+    it is a search (then only its first batch). Inside an initialised Hydra context."""
+    target = str(OmegaConf.select(base, "hydra.sweeper._target_"))
+    search = None if target in GRID_SWEEPERS else target.rpartition(".")[2]
+    if search is None:
+        check_grid_values(overrides)
+    jobs: list[list[str]] = []
+
+    def record(job: list[str]) -> float:
+        jobs.append(job)
+        return 0.0
+
+    context = HydraContext(config_loader=GlobalHydra.instance().hydra.config_loader, callbacks=None)
+    with tempfile.TemporaryDirectory(prefix="xablate-preflight-") as sweep_dir:
+        cfg = _sweep_config(base, sweep_dir, first_batch_only=search is not None)
+        try:
+            logging.disable(logging.WARNING)  # a search sweeper's own messages about the trials nobody runs
+            sweeper = Plugins.instance().instantiate_sweeper(hydra_context=context, task_function=record, config=cfg)
+            sweeper.sweep(arguments=overrides)
+        except Exception as err:
+            if not is_enough_jobs(err):
+                error = _config_error(err, overrides)
+                raise (ConfigError(f"{search} search space: {error}") if search else error) from None
+        finally:
+            logging.disable(logging.NOTSET)
+    return jobs, search
 
 
-def check_command(argv: list[str]) -> tuple[list[DictConfig], bool]:
-    """Compose and validate every cell of `python -m xablate ARGV`; return their configs and whether
-    the command is a multirun."""
+def check_command(argv: list[str]) -> Command:
+    """Compose and validate every cell of `xablate ARGV` (a search: its first trials)."""
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
-        return [], False
+        return Command()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="xablate"):
         try:
             parsed = OverridesParser.create().parse_overrides(args.overrides)
@@ -115,13 +176,13 @@ def check_command(argv: list[str]) -> tuple[list[DictConfig], bool]:
             raise ConfigError(_one_line(err)) from None
         base = _compose([o.input_line for o in parsed if not o.is_sweep_override()])
         multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
-        extra = _sweeper_params(base) if multirun else []
-        cells = [_compose(cell) for cell in expand_cells([*extra, *args.overrides], multirun)]
-    if multirun:
-        check_launcher(base)
+        if multirun:
+            check_launcher(base)
+        jobs, search = expand_cells(base, args.overrides) if multirun else ([args.overrides], None)
+        cells = [_compose(cell) for cell in jobs]
     for cell in cells:
         validate(cell)
         if cell.data.check:
             check_data(cell.data)
     check_out_dirs(cells)
-    return cells, multirun
+    return Command(cells, multirun, search)

@@ -4,8 +4,9 @@ A cell's folder name ends in its run key, and the key leaves the study out, so `
 `runs/fig11/X` are the same training run (the depthwise, no-activation, residual cell is the baseline of
 all three figures). Training it once per study would repeat identical work; instead the second study
 copies the completed run's files and says where they came from in `summary.json` (`reused_from`).
-The W&B run is shared as well: its id is the run key. Only a run trained the same way (device, threads,
-precision, torch) is reused: otherwise the cell trains again, and the sweep's announcement says why.
+The W&B run is shared as well: it gets a `study:<name>` tag for every study the cell is in, so that a
+study's W&B runs are those of its group and those tagged with it. Only a run trained the same way (device,
+threads, precision, torch) is reused: otherwise the cell trains again, and the sweep's announcement says why.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
+from .identity import Cell
 from .lock import LOCK
 from .runtime import setting_mismatch
 from .summary import SUMMARY, read_summary, write_json_atomic
+from .tracking import Tracker
 
 NOT_COPIED = frozenset({SUMMARY, LOCK, "wandb", ".hydra", "archive"})
 
@@ -43,8 +48,9 @@ def completed_twin(out: Path, setting: Mapping[str, Any]) -> Twin | None:
     return next((t for t in twins if t.mismatch is None), twins[0] if twins else None)
 
 
-def reuse(source: Path, out: Path, study: str) -> dict[str, Any]:
-    """Copy `source`'s run files into `out` and write its summary there, marked as reused, last."""
+def reuse(cfg: DictConfig, cell: Cell, source: Path, out: Path) -> dict[str, Any]:
+    """Copy `source`'s run files into `out` and write its summary there, marked as reused, last; tag the
+    W&B run with every study the cell is now in."""
     out.mkdir(parents=True, exist_ok=True)
     for entry in source.iterdir():
         if entry.name in NOT_COPIED or entry.name.endswith(".log") or not entry.is_file():
@@ -52,6 +58,15 @@ def reuse(source: Path, out: Path, study: str) -> dict[str, Any]:
         shutil.copy2(entry, out / entry.name)
     summary = read_summary(source)
     assert summary is not None
-    summary = {**summary, "study": study, "reused_from": summary.get("reused_from", str(source))}
+    summary = {**summary, "study": cell.study, "reused_from": summary.get("reused_from", str(source))}
     write_json_atomic(out / SUMMARY, summary)
+    if summary.get("wandb_id"):
+        trained_in = Path(summary["reused_from"]).parent.name
+        Tracker(cfg, cell, out, retag=(summary["wandb_id"], trained_in), studies=studies_of(out)).finish()
     return summary
+
+
+def studies_of(out: Path) -> tuple[str, ...]:
+    """The studies under `out`'s `out_dir` whose folder of this cell holds a completed run (trained or reused)."""
+    folders = sorted(out.parent.parent.glob(f"*/{out.name}"))
+    return tuple(f.parent.name for f in folders if (read_summary(f) or {}).get("status") == "completed")

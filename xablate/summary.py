@@ -20,3 +20,10 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def objective_value(summary: dict[str, Any], objective: str) -> float | None:
+    """The summary's value of `objective` (such as `val_top1`) as a float; None when it has none (a failed
+    run, a dry run), which a search sweeper records as a failed trial (Optuna 2 stops a sweep on a NaN)."""
+    value = summary.get(objective) if summary.get("status") == "completed" else None
+    return None if value is None else float(value)

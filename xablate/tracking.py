@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .axes import NAMES, text
@@ -39,22 +40,35 @@ ONLINE_FINISH_TIMEOUT_S: float = 60.0
 TAG_AXES: tuple[str, ...] = ("model", "data", *NAMES, "seed")
 
 
+INTERNAL_KNOBS: frozenset[str] = frozenset({"hydra", "dry_run", "rerun", "reuse", "out_dir", "logger"})
+"""Top-level keys left out of the W&B config: how a command runs, not what the run is."""
+
+
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """The config as plain Python values, without the `hydra` node (its run dir interpolates the run key from
-    this very config, and it says nothing about the run's numbers)."""
+    """The W&B config: the ablation and training values as plain Python values, without `INTERNAL_KNOBS`,
+    and under `hydra` the config-group choices and the command line's overrides of the job (not the rest of
+    the `hydra` node: its paths interpolate the run key from this very config)."""
     container: dict[str, Any] = {}
     for key in cfg:
-        if key == "hydra":
+        if key in INTERNAL_KNOBS:
             continue
         node = cfg[key]
         container[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    hydra = cfg.hydra if "hydra" in cfg else HydraConfig.get() if HydraConfig.initialized() else None
+    if hydra is not None:
+        container["hydra"] = {
+            "choices": OmegaConf.to_container(hydra.runtime.choices, resolve=True),
+            "overrides": list(hydra.overrides.task),
+        }
     return container
 
 
-def run_tags(cell: Cell) -> list[str]:
-    """`axis=value` tags, such as `segments=4` or `residual=true`, to filter and group runs in the W&B UI."""
+def run_tags(cell: Cell, studies: tuple[str, ...] | None = None) -> list[str]:
+    """`axis=value` tags, such as `segments=4` or `residual=true`, to filter and group runs in the W&B UI, and
+    `study:<name>` for each study the run belongs to (by default the cell's; a reused cell is in several)."""
     values = cell.record()
-    return [f"{axis}={text(values[axis])}" for axis in TAG_AXES]
+    axes = [f"{axis}={text(values[axis])}" for axis in TAG_AXES]
+    return [*axes, *(f"study:{study}" for study in (studies or (cell.study,)))]
 
 
 def wandb_settings(wandb_module: Any, mode: str) -> wandb.Settings:
@@ -125,9 +139,14 @@ class Tracker:
     `mode` comes from `cfg.logger.mode`: `offline` (the default) writes the run under `out_dir/wandb/`;
     `online` uploads as it goes and falls back to offline, with one warning, when there is no API key or the
     server cannot be reached within `ONLINE_INIT_TIMEOUT_S`; `disabled` never imports wandb and makes every
-    method a no-op. The run's id is the run key, so a resumed cell continues the same W&B run (`resume="allow"`;
-    offline, W&B ignores `resume`: each attempt writes its own folder under the same id, and `wandb sync` given
-    them all uploads them in start order); its group is the study and its tags are the axes.
+    method a no-op. The run's id is `<run key>-<attempt>`: a cell resumed from its checkpoint continues the same
+    W&B run (`resume="allow"`; offline, W&B ignores `resume`: each process writes its own folder under the same
+    id, and `wandb sync` given them all uploads them in start order), while `rerun=true` starts the next attempt
+    as a run of its own, leaving the earlier one as it was. Its group is the study, its tags the axes and
+    `study:<name>`.
+
+    With `retag` (the W&B id and group of a run trained in another study), the tracker only updates that run's
+    tags to `studies`, without touching its config or history: a reused cell's run lists every study it is in.
 
     The x-axis is the number of gradient steps, twice over: it is W&B's own step (`run.log(metrics, step=step)`),
     so `val/*` values logged at an evaluation step share the history row of the `train/*` values of that step,
@@ -139,10 +158,21 @@ class Tracker:
     shows as failed, and the exception propagates.
     """
 
-    def __init__(self, cfg: DictConfig, cell: Cell, out_dir: Path, *, job_type: str = "train") -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        cell: Cell,
+        out_dir: Path,
+        *,
+        job_type: str = "train",
+        attempt: int = 1,
+        retag: tuple[str, str] | None = None,
+        studies: tuple[str, ...] | None = None,
+    ) -> None:
         self._run: wandb.Run | None = None
         self._broken = False  # a W&B call failed: no more calls but finish
         self._run_dir: Path | None = None
+        self._run_id: str | None = None
         self._mode = "disabled"
         self._min_step = 0
         self._warned_step = False
@@ -161,11 +191,14 @@ class Tracker:
                 group=cell.study,
                 job_type=job_type,
                 name=cell.name,
-                id=cell.key,
-                tags=run_tags(cell),
+                id=f"{cell.key}-{attempt}",
+                tags=run_tags(cell, studies),
                 dir=str(out_dir),
                 resume="allow",
             )
+            if retag is not None:
+                kwargs["id"], kwargs["group"] = retag
+                del kwargs["config"]
             fallback = self._init_online(wandb, kwargs) if requested == "online" else None
             if self._run is None:
                 self._run = wandb.init(settings=wandb_settings(wandb, "offline"), **kwargs)
@@ -174,6 +207,7 @@ class Tracker:
             self._run = None
             return
         run = self._run
+        self._run_id = str(run.id)
         self._call("define_metric", _define_step_metric)
         self._mode = "disabled" if run.disabled else "offline" if run.offline else "online"
         self._run_dir = Path(run.settings.sync_dir)
@@ -201,6 +235,11 @@ class Tracker:
         """Where the run went: `online`, `offline` (also after a fallback) or `disabled` (also when W&B failed to
         start); after a W&B error mid-run the mode stays, and what was logged until then stays on disk."""
         return self._mode
+
+    @property
+    def run_id(self) -> str | None:
+        """The W&B run id, `<run key>-<attempt>`; None when no W&B run started."""
+        return self._run_id
 
     @property
     def run_dir(self) -> Path | None:
@@ -235,6 +274,21 @@ class Tracker:
         if self._run is None or self._broken:
             return
         self._call("set_summary", lambda run: run.summary.update(dict(summary)))
+
+    def log_model(self, checkpoint: Path, metadata: dict[str, Any]) -> None:
+        """Log `checkpoint` as the artifact `model-<run id>` of type `model`, aliased `latest` (the convention of
+        Lightning's WandbLogger, whose `log_model=True` does the same at the end of training)."""
+        if self._run is None or self._broken or not checkpoint.is_file():
+            return
+
+        def action(run: wandb.Run) -> None:
+            import wandb
+
+            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=metadata)
+            artifact.add_file(str(checkpoint), name=checkpoint.name)
+            run.log_artifact(artifact, aliases=["latest"])
+
+        self._call("log_model", action)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run (a non-zero `exit_code` marks it failed); later calls, and `log`, do nothing.

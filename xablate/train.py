@@ -9,7 +9,7 @@ everything the next step depends on, so a resumed run ends exactly where an unin
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,11 +95,23 @@ class Checkpoint:
         return state
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """Which attempt at the cell this is (`rerun=true` starts the next), what kind of job it is (`train`, or
+    `tune` for a trial of a learning-rate search) and what the summary records besides the run's own values."""
+
+    number: int = 1
+    job_type: str = "train"
+    record: dict[str, Any] = field(default_factory=dict)
+
+
 class Loop:
     """One run of the loop over an engine; `run` returns the status and, when failed, the error."""
 
-    def __init__(self, cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: World) -> None:
-        self.device, self.world = device, world
+    def __init__(
+        self, cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: World, attempt: Attempt
+    ) -> None:
+        self.device, self.world, self.attempt = device, world, attempt
         self.engine = build_engine(cfg, cell, device, world)
         self.meter = IntervalMeter(device, world)
         self.checkpoint = Checkpoint(out / CHECKPOINT, self.engine, self.meter, writer=world.is_main)
@@ -111,7 +123,8 @@ class Loop:
         if restored:
             self.progress.message(f"resuming from step {self.state.step}/{total}")
         self.stop = StopSignal()
-        self.tracker = Tracker(cfg, cell, out) if world.is_main else None
+        tracking = dict(job_type=attempt.job_type, attempt=attempt.number)
+        self.tracker = Tracker(cfg, cell, out, **tracking) if world.is_main else None
         self.log = RunLog(metrics, self.tracker, self.progress, recent=self.meter.partial_row, eta_s=self.eta_s)
         self.steps_here = 0
         self.test_every_eval = bool(cfg.trainer.test_every_eval)
@@ -215,9 +228,11 @@ class Loop:
             self.state.wall_s = self.clock.wall_s()
 
 
-def train(cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: World) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: World, attempt: Attempt | None = None
+) -> dict[str, Any]:
     """Train the cell into `out`, resuming from its checkpoint; write and return its summary."""
-    loop = Loop(cfg, cell, out, device, world)
+    loop = Loop(cfg, cell, out, device, world, attempt or Attempt())
     status, error = "failed", None
     try:
         status, error = loop.run()
@@ -229,6 +244,8 @@ def train(cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: W
         if world.is_main:
             write_json_atomic(out / SUMMARY, summary)
         if loop.tracker is not None:
+            if status == "completed" and cfg.logger.log_model:
+                loop.tracker.log_model(out / CHECKPOINT, {k: summary[k] for k in ("run_key", "steps", "val_top1")})
             loop.tracker.set_summary(summary)
             loop.tracker.finish(0 if status == "completed" else 1)
     loop.stop.handoff()
@@ -264,6 +281,9 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "attempt": loop.attempt.number,
+        "wandb_id": loop.tracker.run_id if loop.tracker is not None else None,
+        **loop.attempt.record,
     }
     if error:
         summary["error"] = error
