@@ -21,6 +21,12 @@ MODELS = {"xception_mini": (1, 28), "xception": (3, 35)}
 flows then run at 15, 8, 4, 2 and 1 px, every channel width and groups value of the 299 px model)."""
 
 
+@pytest.fixture(autouse=True)
+def _fast_path_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-written backward is opt-in (`trainer.fast_backward`); these tests are about it."""
+    monkeypatch.setattr("xablate.spatial.ENABLED", True)
+
+
 def _layer_shapes(name: str) -> list[Shape]:
     """Every distinct spatial-layer shape of a model at the image side of `MODELS`, over every valid segments
     value (of either order) and both orders; found by a forward pass on the meta device."""

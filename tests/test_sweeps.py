@@ -214,7 +214,16 @@ def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xabla
 def test_tune_picks_each_cells_lr_from_kept_trials_and_trains_the_seeds_with_it(
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
-    args = ["-m", "seed=0,1", "tune=lr", "tune.values=[0.05,0.4]", "segments=4", *TINY, "trainer.epochs=1"]
+    args = [
+        "-m",
+        "seed=0,1",
+        "tune=lr",
+        "tune.values=[0.05,0.4]",
+        "segments=4",
+        *TINY,
+        "trainer.epochs=1",
+        "data.holdout=64",
+    ]
     result = xablate_cli(tmp_path, *args, "trainer.threads=1", "logger.mode=disabled")
     assert result.returncode == 0, result.stderr
     study = tmp_path / "runs" / "default"

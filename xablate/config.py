@@ -95,6 +95,7 @@ class TrainerConfig:
     channels_last: bool = True
     compile: bool = False
     compile_mode: str | None = None
+    fast_backward: bool = False
     threads: int | None = None
     progress: bool | None = None
     sync_bn: bool = False

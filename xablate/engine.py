@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import distributed
+from . import distributed, spatial
 from .config import build_model, input_shape
 from .costs import ModelCost, profile
 from .data import Loader, Loaders, build_loaders
@@ -203,6 +203,7 @@ def _step_parts(
 def build_engine(cfg: DictConfig, cell: Cell, device: torch.device, world: World = SINGLE) -> Engine:
     """Model (seeded by the cell's seed), loaders, optimiser, schedule: everything the loop runs on."""
     torch.manual_seed(cell.seed)
+    spatial.enable(cfg.trainer.fast_backward)
     model = build_model(cfg, cell.axes)
     cost = profile(model, input_shape(cfg))
     if world.distributed and cfg.trainer.sync_bn:

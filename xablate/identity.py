@@ -25,7 +25,7 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
     {
         "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design", "objective", "objective_mode",
         "data.root", "data.num_workers", "data.eval_batch_size", "data.check",
-        "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic",
+        "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic", "trainer.fast_backward",
     }
 )  # fmt: skip
 """What never changes a run's numbers: where files go, logging, the study's design (read by the analysis),
