@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ruff check .
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n "${XABLATE_TEST_WORKERS:-2}" "$@"  # most tests train with 1 thread: 2 at once
 
 [ "${XABLATE_SLURM_TIER:-1}" != 0 ] || { echo "slurm tier: skipped (XABLATE_SLURM_TIER=0)"; exit 0; }
 # A cluster that was already up is left running; one started here is stopped again, so the machine is

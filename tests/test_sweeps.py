@@ -90,7 +90,7 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
 @pytest.mark.parametrize(
     ("study", "axis", "values"),
     [
-        ("fig9", "residual", {True, False}),
+        pytest.param("fig9", "residual", {True, False}, marks=pytest.mark.slow),  # fig10 and fig11 cover it
         ("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}),
         ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}),
     ],
