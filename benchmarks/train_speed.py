@@ -85,6 +85,7 @@ def training_step(
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "16-mixed")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     if engine is not None:
+        engine.spatial.enable(True)  # what is compared: the opt-in hand-written backward (trainer.fast_backward)
         parts = engine.StepParts(net, step_model, opt, loss_fn, scaler, None, dev, precision, fmt)
 
         def engine_step() -> None:
