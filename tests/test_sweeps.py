@@ -90,8 +90,8 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
 @pytest.mark.parametrize(
     ("study", "axis", "values"),
     [
-        pytest.param("fig9", "residual", {True, False}, marks=pytest.mark.slow),  # fig10 and fig11 cover it
-        ("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}),
+        pytest.param("fig9", "residual", {True, False}, marks=pytest.mark.slow),  # fig11 covers the mechanism
+        pytest.param("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}, marks=pytest.mark.slow),
         ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}),
     ],
 )
