@@ -49,15 +49,19 @@ def _drop(container: dict[str, Any], dotted: str) -> None:
     (container.get(parent, {}) if parent else container).pop(leaf, None)
 
 
+def plain_values(cfg: DictConfig, skip: frozenset[str]) -> dict[str, Any]:
+    """The config's top-level nodes but `skip` as plain, resolved Python values (skipped nodes are never
+    resolved: `hydra` holds paths that are themselves made from the run key)."""
+    return {
+        str(key): OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        for key in cfg
+        if key not in skip
+    }
+
+
 def _identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus `KEY_EXCLUDE` and the unset `KEY_ONLY_WHEN_SET` (excluded nodes are never
-    resolved: `hydra` holds paths that are themselves made from this key)."""
-    container: dict[str, Any] = {}
-    for key in cfg:
-        if key in KEY_EXCLUDE:
-            continue
-        node = cfg[key]
-        container[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    """The resolved config minus `KEY_EXCLUDE` and the unset `KEY_ONLY_WHEN_SET`."""
+    container = plain_values(cfg, KEY_EXCLUDE)
     for dotted in KEY_EXCLUDE:
         _drop(container, dotted)
     for dotted, unset in KEY_ONLY_WHEN_SET.items():

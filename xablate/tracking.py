@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .axes import NAMES, text
-from .identity import Cell
+from .identity import Cell, plain_values
 
 if TYPE_CHECKING:
     import wandb
@@ -48,12 +48,7 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The W&B config: the ablation and training values as plain Python values, without `INTERNAL_KNOBS`,
     and under `hydra` the config-group choices and the command line's overrides of the job (not the rest of
     the `hydra` node: its paths interpolate the run key from this very config)."""
-    container: dict[str, Any] = {}
-    for key in cfg:
-        if key in INTERNAL_KNOBS:
-            continue
-        node = cfg[key]
-        container[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    container = plain_values(cfg, INTERNAL_KNOBS)
     hydra = cfg.hydra if "hydra" in cfg else HydraConfig.get() if HydraConfig.initialized() else None
     if hydra is not None:
         container["hydra"] = {
