@@ -1,4 +1,4 @@
-"""CLI tests (STYLE.md item 13, third tier): `python -m xablate` in a subprocess, in a temporary directory.
+"""CLI tests (third tier): `python -m xablate` in a subprocess, in a temporary directory.
 
 Dry runs only (no data, no training): a real Hydra multirun over the segments axis, the run folders it
 writes, re-running it, and the one-line errors that stop a bad command before any folder exists.

@@ -1,4 +1,4 @@
-"""Config tests (STYLE.md item 13, second tier): `conf/` through `hydra.compose`, run identity, preflight."""
+"""Config tests (second tier): `conf/` through `hydra.compose`, run identity, preflight."""
 
 from __future__ import annotations
 

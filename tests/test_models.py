@@ -1,4 +1,4 @@
-"""Model tests (STYLE.md item 13, first tier): the ablation grid of `xception_mini`, and the paper's Xception.
+"""Model tests (first tier): the ablation grid of `xception_mini`, and the paper's Xception.
 
 Real modules throughout; the paper model is built on the meta device where only shapes and counts matter.
 """
@@ -28,7 +28,7 @@ ACT_TYPES: dict[str, type[nn.Module]] = {
     "none": nn.Identity, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
 }  # fmt: skip
 
-# Paper facts (PAPER.md, "The architecture").
+# The paper's Xception (Fig. 5) at 1000 classes, as README states them.
 PAPER_PARAMS = 22_855_952
 PAPER_BN_STATS = 54_528
 PAPER_MACS = 8.36e9

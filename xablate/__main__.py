@@ -12,7 +12,7 @@ import sys
 import traceback
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
-"""glibc otherwise returns and re-maps PyTorch's large CPU buffers every step (PERF-NOTES: +10-40%)."""
+"""glibc otherwise returns and re-maps PyTorch's large CPU buffers every step (+14%, BENCHMARKS.md)."""
 
 
 def _reexec_with_malloc_env() -> None:
