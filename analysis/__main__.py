@@ -58,9 +58,13 @@ def build_parser() -> Parser:
     parser.add_argument("--group", help="with --wandb: only the runs of this W&B group (a study)")
     variance = parser.add_mutually_exclusive_group()
     variance.add_argument(
-        "--paired", action="store_true", help="pair seeds (when both cells ran the same seeds); default: Welch"
+        "--paired",
+        action="store_true",
+        help="pair seeds (when both cells ran the same seeds) where the study's config declares no variance model",
     )
-    variance.add_argument("--pooled", action="store_true", help="use the family's pooled seed SD; default: Welch")
+    variance.add_argument(
+        "--pooled", action="store_true", help="the family's pooled seed SD, where the study declares none"
+    )
     parser.add_argument(
         "--margin",
         type=float,
@@ -192,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project=project,
         entity=entity,
         group=args.group,
-        model="paired" if args.paired else "pooled" if args.pooled else "welch",
+        model="paired" if args.paired else "pooled" if args.pooled else None,
         margin=args.margin,
         plan=args.plan,
     )

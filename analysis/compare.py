@@ -3,7 +3,8 @@
 A *family* is the set of cells one figure compares (Fig. 9 residual, Fig. 10 activation, Fig. 11 segments),
 every other axis held fixed; a figure blocked by a second varying axis gives one family per `--where`
 selection. Within a family each cell is compared with the baseline cell (the paper's Xception value of the
-figure's axis), and for Fig. 10 every pair of activations too. Per family and metric:
+figure's axis), and for Fig. 10 every pair of activations too, unless the study's `design.comparisons` says
+otherwise (`baseline` or `pairwise`). Per family and metric:
 
 - `diff`, `low`, `high`: the cell minus the baseline with its 95% interval, under the declared variance model;
 - `p`, `p_holm`: the two-sided p-value and Holm's adjustment over the family's comparisons of that metric;
@@ -136,11 +137,12 @@ def metrics_of(runs: pd.DataFrame) -> list[Metric]:
     return [primary, *(m for m in secondary if np.isfinite(runs[m.column].astype(float)).any())]
 
 
-def pairs(family: Family) -> list[tuple[Any, Any]]:
-    """(cell, reference) pairs: every cell against the baseline, then pairwise where the figure asks for it."""
+def pairs(family: Family, scope: str | None = None) -> list[tuple[Any, Any]]:
+    """(cell, reference) pairs: every cell against the baseline, then every pair of the others when `scope` is
+    `pairwise` (None: where the figure asks for it)."""
     others = [v for v in family.values if not _is(family.baseline)(v)]
     out = [(v, family.baseline) for v in others]
-    if family.axis in PAIRWISE:
+    if scope == "pairwise" or (scope is None and family.axis in PAIRWISE):
         out += [(b, a) for a, b in combinations(others, 2)]
     return out
 
@@ -181,11 +183,13 @@ def verdict(p_holm: float, p_tost: float, diff: float, higher_is_better: bool) -
     return "inconclusive"
 
 
-def compare_family(family: Family, metric: Metric, model: str, margin: float) -> list[dict[str, Any]]:
+def compare_family(
+    family: Family, metric: Metric, model: str, margin: float, scope: str | None = None
+) -> list[dict[str, Any]]:
     """The rows of one family and metric, Holm-adjusted together."""
     cells = {repr(v): _by_seed(family, v, metric.column) for v in family.values}
     sd, df = pooled_sd([s.tolist() for s in cells.values()])
-    todo = pairs(family)
+    todo = pairs(family, scope)
     rows = []
     for cell, reference in todo:
         a, b = cells[repr(cell)], cells[repr(reference)]
@@ -209,13 +213,17 @@ def compare_family(family: Family, metric: Metric, model: str, margin: float) ->
 
 
 def comparisons(
-    runs: pd.DataFrame, curves: pd.DataFrame, model: str = "welch", margin: float = DEFAULT_MARGIN
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    model: str = "welch",
+    margin: float = DEFAULT_MARGIN,
+    scope: str | None = None,
 ) -> pd.DataFrame:
     """Every family's comparisons, primary endpoint first within each family."""
     rows: list[dict[str, Any]] = []
     for family in families(with_endpoints(runs, curves)):
         for metric in metrics_of(family.runs):
-            rows += compare_family(family, metric, model, margin)
+            rows += compare_family(family, metric, model, margin, scope)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -230,6 +238,27 @@ def study_margin(runs: pd.DataFrame, given: float | None) -> tuple[float, str]:
     if given is not None:
         return given, "--margin"
     return DEFAULT_MARGIN, "default"
+
+
+def _declared_words(runs: pd.DataFrame, column: str) -> list[str]:
+    return sorted({v for v in runs.get(column, pd.Series(dtype=object)) if isinstance(v, str) and v})
+
+
+def study_variance(runs: pd.DataFrame, given: str | None) -> tuple[str, str]:
+    """The variance model and where it came from: the study's `design.variance` wins over `--paired` or
+    `--pooled`, which only choose for studies that declared none (Welch's then being the default)."""
+    declared = _declared_words(runs, "design_variance")
+    if declared:
+        return declared[0], "study config (design.variance)" + (f"; also {declared[1:]}" if len(declared) > 1 else "")
+    if given is not None:
+        return given, f"--{given}"
+    return "welch", "default"
+
+
+def study_scope(runs: pd.DataFrame) -> str | None:
+    """The study's `design.comparisons` (`baseline` or `pairwise`), None where it declared none."""
+    declared = _declared_words(runs, "design_comparisons")
+    return declared[0] if declared else None
 
 
 # Words ------------------------------------------------------------------------------------------------------------

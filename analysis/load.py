@@ -44,8 +44,10 @@ NUMERIC_SUMMARY: tuple[str, ...] = (
     "test_top1", "test_top5", "test_loss", "train_ce",
 )  # fmt: skip
 IDENTITY: tuple[str, ...] = ("run_id", "source", "study", "name", "run_key")
+DESIGN_COLUMNS: tuple[str, ...] = ("design_margin", "design_variance", "design_comparisons")
+"""What a run's study declared in its config's `design` (the analysis follows it): NaN / empty when absent."""
 RUN_COLUMNS: tuple[str, ...] = (
-    *IDENTITY, *AXES, REPLICATE, "status", *SUMMARY_VALUES, "project", "entity", "design_margin",
+    *IDENTITY, *AXES, REPLICATE, "status", *SUMMARY_VALUES, "project", "entity", *DESIGN_COLUMNS,
 )  # fmt: skip
 CURVE_COLUMNS: tuple[str, ...] = ("run_id", "study", *AXES, REPLICATE, *METRIC_COLUMNS)
 PUBLISHED = ("runs.csv", "curves.csv")
@@ -217,6 +219,8 @@ def read_published(folder: Path) -> tuple[list[tuple[dict[str, Any], pd.DataFram
             _check_status(values)
             row = run_row(values, source=str(values.get("source") or where))
             row["design_margin"] = _number(values.get("design_margin"))
+            row["design_variance"] = values.get("design_variance")
+            row["design_comparisons"] = values.get("design_comparisons")
             row["project"], row["entity"] = values.get("project"), values.get("entity")
             row["run_id"] = str(values.get("run_id"))
             metrics = by_run.get(row["run_id"])
@@ -251,7 +255,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     config = _config(run_dir)
     logger = config.get("logger") if isinstance(config.get("logger"), Mapping) else {}
     row = run_row(summary, source=str(run_dir), project=logger.get("project"), entity=logger.get("entity"))
-    row["design_margin"] = design_margin(config)
+    row.update(design_values(config))
     row["run_id"] = f"{row['study']}/{run_dir.name}"
     return row, clean_metrics(table, "metrics.csv")
 
@@ -265,6 +269,18 @@ def _config(run_dir: Path) -> dict[str, Any]:
     except Exception:
         return {}
     return config if isinstance(config, dict) else {}
+
+
+def design_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `design` fields of a study's config the analysis follows, as the runs frame's columns."""
+    design = config.get("design")
+    design = design if isinstance(design, Mapping) else {}
+    words = {key: design.get(key) if isinstance(design.get(key), str) else None for key in ("variance", "comparisons")}
+    return {
+        "design_margin": design_margin(config),
+        "design_variance": words["variance"],
+        "design_comparisons": words["comparisons"],
+    }
 
 
 def design_margin(config: Mapping[str, Any]) -> float:
@@ -320,7 +336,8 @@ def run_row(
         row[key] = _number(value)
     for key in NUMERIC_SUMMARY:
         row[key] = _number(row[key])
-    row["project"], row["entity"], row["design_margin"] = project, entity, math.nan
+    row["project"], row["entity"] = project, entity
+    row.update(design_values({}))
     return row
 
 
@@ -440,7 +457,7 @@ def convert_wandb_run(run: Any, group: str | None = None) -> tuple[dict[str, Any
     entity, project = _entity_project(run, config)
     source = _wandb_path(run)
     row = run_row(values, source=source, project=project, entity=entity)
-    row["design_margin"] = design_margin(config)
+    row.update(design_values(config))
     row["run_id"] = source
     return row, clean_metrics(history_rows(run.scan_history()), "W&B history")
 

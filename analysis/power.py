@@ -44,7 +44,7 @@ def seeds_needed(sd: float, target: float, comparisons: int) -> float:
     return math.inf
 
 
-def plan_rows(runs: pd.DataFrame, curves: pd.DataFrame, target: float) -> pd.DataFrame:
+def plan_rows(runs: pd.DataFrame, curves: pd.DataFrame, target: float, scope: str | None = None) -> pd.DataFrame:
     """One row per family: its current detectable difference and the seeds per cell that `target` needs."""
     rows: list[dict[str, Any]] = []
     for family in families(with_endpoints(runs, curves)):
@@ -54,7 +54,7 @@ def plan_rows(runs: pd.DataFrame, curves: pd.DataFrame, target: float) -> pd.Dat
             column[family.runs[family.axis].map(lambda v, x=x: type(v) is type(x) and v == x)] for x in family.values
         ]
         sd, df = pooled_sd([g.dropna().tolist() for g in groups])
-        m = len(pairs(family))
+        m = len(pairs(family, scope))
         now = min(len(g.dropna()) for g in groups)
         need, need_upper = seeds_needed(sd, target, m), seeds_needed(upper_sd(sd, df), target, m)
         rows.append(

@@ -18,7 +18,7 @@ from typing import Any
 from xablate.files import write_atomic
 
 from .axes import text
-from .compare import comparisons, study_margin
+from .compare import comparisons, study_margin, study_scope, study_variance
 from .figures import draw_all
 from .load import Runs
 from .plan import describe, plan_figures
@@ -118,7 +118,7 @@ def run_analysis(
     project: str | None = None,
     entity: str | None = None,
     group: str | None = None,
-    model: str = "welch",
+    model: str | None = None,
     margin: float | None = None,
     plan: float | None = None,
 ) -> Report:
@@ -138,11 +138,15 @@ def run_analysis(
     margin_used, margin_source = study_margin(runs, margin)
     if margin is not None and margin_source.startswith("study") and margin != margin_used:
         report.lines.append(f"--margin {margin:g} ignored: the study declared design.margin = {margin_used:g}")
-    compared = comparisons(runs, curves, model, margin_used)
-    note = notes(model, margin_used, margin_source)
+    model_used, model_source = study_variance(runs, model)
+    if model is not None and model_source.startswith("study") and model != model_used:
+        report.lines.append(f"--{model} ignored: the study declared design.variance = {model_used}")
+    scope = study_scope(runs)
+    compared = comparisons(runs, curves, model_used, margin_used, scope)
+    note = notes(model_used, model_source, margin_used, margin_source, scope)
     report.tables += write_comparisons(compared, out, note, output.write_text)
     if plan is not None:
-        seeds = plan_rows(runs, curves, plan)
+        seeds = plan_rows(runs, curves, plan, scope)
         output.write_text(out / "plan.csv", csv_text(seeds))
         report.tables.append(out / "plan.csv")
         report.lines += plan_lines(seeds)
@@ -160,7 +164,9 @@ def run_analysis(
         "where": {a: [text(v) for v in vs] for a, vs in selection.items()},
         "n_runs": len(runs),
         "n_cells": len(table),
-        "variance_model": model,
+        "variance_model": model_used,
+        "variance_source": model_source,
+        "comparisons": scope or "figure",
         "margin": margin_used,
         "margin_source": margin_source,
         "left_out": [{"path": p.path, "reason": p.reason} for p in data.problems],

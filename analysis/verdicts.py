@@ -46,10 +46,18 @@ def readable_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def notes(model: str, margin: float, source: str) -> str:
+SCOPES = {
+    None: "each cell against the baseline (Fig. 10: every pair too)",
+    "baseline": "each cell against the baseline (design.comparisons)",
+    "pairwise": "each cell against the baseline and every pair (design.comparisons)",
+}
+
+
+def notes(model: str, model_source: str, margin: float, source: str, scope: str | None = None) -> str:
     return (
-        f"Variance model: {model}. Δ: cell minus the reference, accuracies in percentage points, losses as "
-        "logged; 95% CI under that model. Holm p: adjusted over the family's comparisons of the same metric. "
+        f"Variance model: {model} ({model_source}). Comparisons: {SCOPES[scope]}. Δ: cell minus the "
+        "reference, accuracies in percentage points, losses as logged; 95% CI under that model. Holm p: "
+        "adjusted over the family's comparisons of the same metric. "
         f"TOST p: two one-sided tests against ±{margin:g} points ({source}; accuracies only; not adjusted). "
         "Detectable: the difference these seeds detect with 80% power at the 5% family-wise level, from the "
         "family's pooled seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, "

@@ -17,9 +17,18 @@ from scipy import stats
 
 import analysis.figures as figures_module
 from analysis.__main__ import main
-from analysis.compare import comparisons, mde, study_margin
+from analysis.compare import comparisons, mde, study_margin, study_scope, study_variance
 from analysis.figures import budget_line, draw, spectrum_positions
-from analysis.load import METRIC_COLUMNS, Runs, build, clean_metrics, design_margin, load_local, run_row
+from analysis.load import (
+    METRIC_COLUMNS,
+    Runs,
+    build,
+    clean_metrics,
+    design_margin,
+    design_values,
+    load_local,
+    run_row,
+)
 from analysis.plan import plan_figures
 from analysis.power import plan_rows, upper_sd
 from analysis.stats import holm
@@ -324,6 +333,49 @@ def test_the_design_margin_is_read_from_the_config_and_optional() -> None:
     assert design_margin({"design": {"margin": 1.0, "primary": "test_top1"}}) == 1.0
     assert math.isnan(design_margin({"design": {"primary": "test_top1"}}))
     assert math.isnan(design_margin({}))
+    declared = design_values({"design": {"variance": "paired", "comparisons": "baseline"}})
+    assert declared["design_variance"] == "paired" and declared["design_comparisons"] == "baseline"
+    assert design_values({})["design_variance"] is None
+
+
+def test_the_variance_model_declared_by_the_study_wins_over_the_flag() -> None:
+    data = constructed()
+    assert study_variance(data.runs, None) == ("welch", "default")
+    assert study_variance(data.runs, "pooled") == ("pooled", "--pooled")
+    declared = data.runs.assign(design_variance="paired")
+    assert study_variance(declared, "pooled")[0] == "paired"
+    assert set(comparisons(declared, data.curves, study_variance(declared, None)[0])["model"]) == {"paired"}
+
+
+def test_the_declared_comparisons_decide_the_family_and_its_holm_adjustment() -> None:
+    data = constructed()
+    figure = primary(comparisons(data.runs, data.curves))
+    assert len(figure) == len(DESIGN) - 1 and set(figure["baseline"]) == {"depthwise"}
+    declared = data.runs.assign(design_comparisons="pairwise")
+    scope = study_scope(declared)
+    everything = primary(comparisons(declared, data.curves, scope=scope))
+    assert scope == "pairwise" and len(everything) == math.comb(len(DESIGN), 2)
+    vs_baseline = everything[everything["baseline"] == "depthwise"]
+    # More comparisons, larger Holm adjustment and detectable difference for the same cells.
+    assert (vs_baseline["p_holm"] >= figure.loc[vs_baseline.index, "p_holm"]).all()
+    assert (vs_baseline["mde"] > figure.loc[vs_baseline.index, "mde"]).all()
+    assert len(plan_rows(declared, data.curves, 0.5, scope)) == 1
+    assert plan_rows(declared, data.curves, 0.5, scope)["comparisons"].iloc[0] == len(everything)
+
+
+def test_the_declared_design_reaches_the_published_notes(tmp_path: Path) -> None:
+    data = constructed()
+    folder = tmp_path / "published"
+    folder.mkdir()
+    runs = data.runs.assign(design_variance="pooled", design_comparisons="pairwise")
+    runs.to_csv(folder / "runs.csv", index=False)
+    data.curves.to_csv(folder / "curves.csv", index=False)
+    out = tmp_path / "out"
+    assert main([str(folder), "--paired", "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    assert set(pd.read_csv(out / "comparisons.csv")["model"]) == {"pooled"}
+    notes = (out / "verdicts.md").read_text()
+    assert "Variance model: pooled (study config (design.variance))" in notes
+    assert "every pair (design.comparisons)" in notes
 
 
 def test_test_rows_and_the_ce_column_are_kept_when_present_and_optional() -> None:

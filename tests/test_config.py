@@ -63,7 +63,17 @@ def test_axis_overrides(compose_cfg: Any) -> None:
     assert (kwargs["order"], kwargs["mid_norm"], kwargs["budget"]) == ("pointwise_first", True, "params")
 
 
-@pytest.mark.parametrize("override", ["segments=3", "activation=tanh", "residual=maybe", "optim.polyak_decay=1.5"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "segments=3",
+        "activation=tanh",
+        "residual=maybe",
+        "optim.polyak_decay=1.5",
+        "design.variance=bayes",
+        "design.comparisons=all",
+    ],
+)
 def test_bad_axis_values_fail_validation(override: str, compose_cfg: Any) -> None:
     cfg = compose_cfg(override)
     with pytest.raises(ConfigError, match=override.partition("=")[2]):
@@ -121,6 +131,7 @@ def test_run_key_changes_with_what_changes_the_numbers(override: str, compose_cf
         "trainer.log_every=7",
         "trainer.threads=1",
         "trainer.deterministic=false",
+        "design.comparisons=pairwise",
     ],
 )
 def test_run_key_ignores_paths_and_logging(override: str, compose_cfg: Any) -> None:

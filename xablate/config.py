@@ -29,6 +29,8 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 LOGGER_MODES: tuple[str, ...] = ("offline", "online", "disabled")
 PRIMARY_ENDPOINTS: tuple[str, ...] = ("test_top1", "val_top1")
 VARIANCE_MODELS: tuple[str, ...] = ("welch", "paired", "pooled")
+COMPARISON_SCOPES: tuple[str, ...] = ("baseline", "pairwise")
+"""What a study's family of comparisons holds: every cell against the baseline, or every pair of cells too."""
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 OBJECTIVES: tuple[str, ...] = ("val_top1", "val_top5", "val_loss", "best_val_top1")
 """What a search may optimise: values of the held-out split only, never of the test split."""
@@ -110,6 +112,8 @@ class DesignConfig:
     baseline: str = "segments=depthwise activation=none residual=true"
     margin: float = 0.5
     variance: str = "welch"
+    comparisons: str | None = None
+    """`baseline` | `pairwise`; None: what the figure compares (against the baseline; Fig. 10 pairwise too)."""
 
 
 @dataclass
@@ -360,6 +364,8 @@ def validate(cfg: DictConfig) -> Cell:
         )
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
+    if cfg.design.comparisons is not None:
+        _choice("design.comparisons", cfg.design.comparisons, COMPARISON_SCOPES)
     _check_compile_mode(cfg.trainer)
     _choice("objective", cfg.objective, OBJECTIVES)
     _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
