@@ -111,7 +111,8 @@ class DesignConfig:
     primary: str = "test_top1"
     baseline: str = "segments=depthwise activation=none residual=true"
     margin: float = 0.5
-    variance: str = "welch"
+    variance: str | None = None
+    """`welch` | `paired` | `pooled`; None: not declared (the analysis' flags choose, Welch's by default)."""
     comparisons: str | None = None
     """`baseline` | `pairwise`; None: what the figure compares (against the baseline; Fig. 10 pairwise too)."""
 
@@ -363,7 +364,8 @@ def validate(cfg: DictConfig) -> Cell:
             "allowed: one of them (the other null)"
         )
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
-    _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
+    if cfg.design.variance is not None:
+        _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
     if cfg.design.comparisons is not None:
         _choice("design.comparisons", cfg.design.comparisons, COMPARISON_SCOPES)
     _check_compile_mode(cfg.trainer)
