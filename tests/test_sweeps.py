@@ -100,10 +100,12 @@ def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
 ) -> None:
     result = xablate_cli(tmp_path, f"experiment={study}", "dry_run=true")
     assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((Path(__file__).parents[1] / "conf" / "experiment" / f"{study}.yaml").read_text())
+    seeds = {int(s) for s in str(config["hydra"]["sweeper"]["params"]["seed"]).split(",")}
     cells = summaries(tmp_path / "runs" / study)
-    assert len(cells) == len(values) * 3
+    assert len(cells) == len(values) * len(seeds)
     assert {s[axis] for s in cells.values()} == values
-    assert {s["seed"] for s in cells.values()} == {0, 1, 2}
+    assert {s["seed"] for s in cells.values()} == seeds
     assert {s["status"] for s in cells.values()} == {"dry_run"}
     for name, summary in cells.items():
         assert f"| {name} | dry_run | {summary['params']:,} |" in result.stdout
