@@ -240,3 +240,12 @@ def test_published_cells_keep_their_folders_at_holdout_zero(compose_cfg: Any) ->
         axes = [f"{axis}={cell[axis]}" for axis in ("segments", "activation", "residual", "budget", "seed")]
         assert run_key(compose_cfg(*axes, "data.holdout=0")) == cell["run_key"], cell["name"]
     assert run_key(compose_cfg("data.holdout=0")) != run_key(compose_cfg())
+
+
+@pytest.mark.parametrize("study", ["fig9", "fig10", "fig11"])
+def test_every_study_fixes_its_execution_setting_and_declares_its_design(study: str, compose_cfg: Any) -> None:
+    cfg = compose_cfg(f"experiment={study}")
+    validate(cfg)
+    assert cfg.study == study and isinstance(cfg.trainer.threads, int)
+    assert cfg.trainer.evals >= 10 and cfg.trainer.eval_every is None
+    assert cfg.design.primary == "test_top1" and cfg.design.variance is not None and cfg.design.margin == 0.5
