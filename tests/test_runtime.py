@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from xablate import ConfigError
 from xablate.config import validate
 from xablate.identity import run_key
-from xablate.runtime import gpu_for_job, thread_share
+from xablate.runtime import execution_setting, gpu_for_job, setting_mismatch, thread_share
 
 from .conftest import compose_config as compose_cfg
 
@@ -64,3 +64,14 @@ def test_unset_compile_mode_keeps_earlier_run_keys() -> None:
     before = OmegaConf.to_container(compose_cfg.__wrapped__())
     del before["trainer"]["compile_mode"]
     assert run_key(OmegaConf.create(before)) == run_key(compose_cfg())
+
+
+def test_a_run_is_a_twin_only_when_trained_the_same_way() -> None:
+    here = execution_setting(compose_cfg("trainer.threads=2", "trainer.device=cpu"))
+    assert setting_mismatch(dict(here), here) is None
+    assert setting_mismatch({**here, "threads": 1}, here) == "trained with 1 threads there, 2 here"
+    fast = execution_setting(compose_cfg("trainer.threads=2", "trainer.device=cpu", "trainer.fast_backward=true"))
+    assert setting_mismatch(here, fast) == "trained with trainer.fast_backward=False there, True here"
+    # A summary written before the backward route was recorded used the library's: it still matches.
+    older = {k: v for k, v in here.items() if k != "fast_backward"}
+    assert setting_mismatch(older, here) is None and setting_mismatch(older, fast) is not None

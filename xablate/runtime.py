@@ -62,23 +62,29 @@ def launcher_threads(launcher: Mapping[str, Any] | None = None) -> int | None:
 
 def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Where and how a cell computes, as its `summary.json` records it: the same cell trained with another
-    device, thread count, precision or torch release can end up to half a point apart (float reduction
-    order), as much as a seed, so a study holds these fixed and reuses only a cell trained the same way."""
+    device, thread count, precision, torch release or backward route can end up to half a point apart (float
+    reduction order), as much as a seed, so a study holds these fixed and reuses only a cell trained the
+    same way."""
     return {
         "device": select_device(cfg.trainer.device).type,
         "threads": cfg.trainer.threads or launcher_threads(launcher) or torch.get_num_threads(),
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
+        "fast_backward": bool(cfg.trainer.fast_backward),
     }
 
 
 SETTING_PHRASES: dict[str, str] = {
     "device": "on {}", "threads": "with {} threads", "precision": "at precision {}", "torch": "with torch {}",
+    "fast_backward": "with trainer.fast_backward={}",
 }  # fmt: skip
+SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False}
+"""What runs made before a setting was recorded in summary.json used (the library's backward)."""
 
 
 def setting_mismatch(there: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:
     """Why a run with setting `there` is not this one's twin (None when it is)."""
+    there = {**SETTING_BEFORE_RECORDED, **{k: v for k, v in there.items() if v is not None}}
     for key, value in here.items():
         if there.get(key) != value:
             was = "(not recorded)" if there.get(key) is None else there[key]

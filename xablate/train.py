@@ -280,6 +280,7 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "world_size": loop.world.size,
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
+        "fast_backward": bool(cfg.trainer.fast_backward),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "attempt": loop.attempt.number,
         "wandb_id": loop.tracker.run_id if loop.tracker is not None else None,
