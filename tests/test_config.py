@@ -222,12 +222,14 @@ def test_check_command_rejects_a_bad_cell() -> None:
     assert "\n" not in str(info.value)
 
 
-def published_cells() -> list[dict[str, str]]:
+def published_cells(version: str = "v1") -> list[dict[str, str]]:
+    """The rows of every published runs.csv of one version: v1 in results/ and results_iso/, v2 in results_v2/."""
     root = Path(__file__).resolve().parents[1] / "experiments"
     rows = []
     for table in sorted(root.glob("*/results*/runs.csv")):
-        with table.open(newline="") as fh:
-            rows.extend(csv.DictReader(fh))
+        if table.parent.name.endswith("_v2") == (version == "v2"):
+            with table.open(newline="") as fh:
+                rows.extend({**row, "study_dir": table.parent.parent.name} for row in csv.DictReader(fh))
     return rows
 
 
@@ -240,6 +242,15 @@ def test_published_cells_keep_their_folders_at_holdout_zero(compose_cfg: Any) ->
         axes = [f"{axis}={cell[axis]}" for axis in ("segments", "activation", "residual", "budget", "seed")]
         assert run_key(compose_cfg(*axes, "data.holdout=0")) == cell["run_key"], cell["name"]
     assert run_key(compose_cfg("data.holdout=0")) != run_key(compose_cfg())
+
+
+def test_published_v2_cells_are_found_again_by_their_study_config(compose_cfg: Any) -> None:
+    """A v2 study published at some of its seeds continues in the same folders: its config gives the same keys."""
+    cells = published_cells("v2")
+    assert cells
+    for cell in cells:
+        axes = [f"{axis}={cell[axis]}" for axis in ("segments", "activation", "residual", "budget", "seed")]
+        assert run_key(compose_cfg(f"experiment={cell['study_dir']}", *axes)) == cell["run_key"], cell["name"]
 
 
 @pytest.mark.parametrize("study", ["fig9", "fig10", "fig11"])
