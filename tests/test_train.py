@@ -268,6 +268,31 @@ def test_evenly_spaced_evaluations_a_final_test_and_the_unsmoothed_ce(
     assert all(r["ce"] == "" for r in rows if r["split"] != "train")
 
 
+def test_test_every_eval_tests_at_every_evaluation(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
+    result = xablate_cli(tmp_path, *TINY, "data.holdout=64", "trainer.evals=3", "trainer.test_every_eval=true")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs" / "default").values()
+    rows = read_metrics(run_dir)
+    steps = {split: [int(r["step"]) for r in rows if r["split"] == split] for split in ("val", "test")}
+    assert len(steps["val"]) == 3 and steps["test"] == steps["val"]
+
+
+def test_the_evaluation_batch_size_does_not_change_what_is_measured(compose_cfg: Any) -> None:
+    """`data.eval_batch_size` stays out of the run key: only the batching of the evaluation differs."""
+    cfg = compose_cfg(*TINY, "data.holdout=64")
+    kwargs = model_kwargs(cfg)
+    model = create_model(kwargs.pop("name"), **kwargs).to(memory_format=torch.channels_last)
+    results = []
+    for size in (7, None):
+        cfg.data.eval_batch_size = size
+        _, val_loader, _ = build_loaders(cfg.data, seed=cfg.seed, device=torch.device("cpu"))
+        sizes = {y.shape[0] for _, y in val_loader.batches(0)}
+        assert max(sizes) == (size or cfg.data.batch_size)
+        results.append(evaluate(model, val_loader, torch.device("cpu"), "32", memory_format=torch.channels_last))
+    assert results[0]["top1"] == results[1]["top1"]
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+
+
 def test_without_label_smoothing_the_ce_is_the_loss(tmp_path: Path, xablate_cli: Any, run_dirs: Any) -> None:
     result = xablate_cli(tmp_path, *TINY, "optim.label_smoothing=0", "trainer.epochs=1", "trainer.log_every=2")
     assert result.returncode == 0, result.stderr
