@@ -254,7 +254,7 @@ def test_published_v2_cells_are_found_again_by_their_study_config(compose_cfg: A
 
 
 @pytest.mark.parametrize(("study", "axis"), [("fig9", "residual"), ("fig10", "activation"), ("fig11_iso", "segments")])
-def test_registered_studies_run_seed_major_so_a_stop_leaves_whole_seeds(study: str, axis: str, compose_cfg: Any) -> None:
+def test_registered_studies_run_seed_major(study: str, axis: str, compose_cfg: Any) -> None:
     """Hydra's basic sweeper varies its first parameter slowest: seed first means every cell at seed 0, then at 1."""
     params = compose_cfg(f"experiment={study}", hydra_node=True).hydra.sweeper.params
     assert list(params) == ["seed", axis]
