@@ -6,27 +6,47 @@ segments values and both orders: the forward time, the library backward, the han
 route `fast_backward_applies` picks, and backward / forward before (library) and after (the rule's route).
 Repetitions of the two backwards alternate, so a noisy machine hits both; each number is a median.
 `--grid` instead times a square grid of channels x image sizes x groups kinds, to set the rule.
+`--against COMMIT` adds that commit's hand-written backward (its `xablate/spatial.py`, loaded from git) as
+another interleaved column, on the layers where the rule takes the hand-written route.
 
 Usage (with the malloc variables `python -m xablate` sets):
   MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 \
   python benchmarks/conv_backward.py [--model xception_mini] [--batch 256] [--threads 2] [--reps 7]
+                                     [--against COMMIT]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import time
+import types
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from xablate import create_model
+from xablate import create_model, spatial
 from xablate.spatial import SpatialConv2d, fast_backward_applies, spatial_conv
 
 Shape = tuple[int, int, int]
 """(channels, groups, image side) of one spatial layer."""
+
+SpatialConv = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""`spatial_conv(x, weight, groups)`: the 3x3 convolution with a hand-written backward."""
+
+
+def spatial_conv_at(commit: str) -> SpatialConv:
+    """The `spatial_conv` of `xablate/spatial.py` as it was at `commit`, loaded from git into its own module."""
+    repo = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{commit}:xablate/spatial.py"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType(f"spatial_{commit}")
+    exec(compile(source, f"{commit}:xablate/spatial.py", "exec"), module.__dict__)
+    return module.spatial_conv
 
 
 def layer_shapes(model: str, segments: list[str], image_size: int, in_chans: int) -> list[Shape]:
@@ -56,8 +76,9 @@ def _median_ms(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def time_shape(shape: Shape, batch: int, reps: int) -> dict[str, float | bool]:
-    """Forward ms, library backward ms and hand-written backward ms of one layer (medians, interleaved)."""
+def time_shape(shape: Shape, batch: int, reps: int, old: SpatialConv | None = None) -> dict[str, float | bool]:
+    """Forward ms, library backward ms and hand-written backward ms of one layer (medians, interleaved);
+    with `old`, that hand-written backward's ms as well."""
     chs, groups, side = shape
     fmt = torch.channels_last
     x = torch.randn(batch, chs, side, side).contiguous(memory_format=fmt).requires_grad_()
@@ -65,6 +86,7 @@ def time_shape(shape: Shape, batch: int, reps: int) -> dict[str, float | bool]:
     go = torch.randn(batch, chs, side, side).contiguous(memory_format=fmt)
     lib_y = F.conv2d(x, w, padding=1, groups=groups)
     hand_y = spatial_conv(x, w, groups)
+    old_y = old(x, w, groups) if old is not None else None
 
     def forward() -> None:
         with torch.no_grad():
@@ -73,33 +95,35 @@ def time_shape(shape: Shape, batch: int, reps: int) -> dict[str, float | bool]:
     def backward(y: torch.Tensor) -> Callable[[], object]:
         return lambda: torch.autograd.grad(y, (x, w), go, retain_graph=True)
 
-    forward(), backward(lib_y)(), backward(hand_y)()
-    fwd, lib, hand = [], [], []
+    ys = {"library": lib_y, "hand": hand_y} | ({"old": old_y} if old_y is not None else {})
+    forward(), *(backward(y)() for y in ys.values())
+    times: dict[str, list[float]] = {"forward": [], **{name: [] for name in ys}}
     for _ in range(reps):
-        fwd.append(_median_ms(forward, 1))
-        lib.append(_median_ms(backward(lib_y), 1))
-        hand.append(_median_ms(backward(hand_y), 1))
-    return {
-        "forward": statistics.median(fwd),
-        "library": statistics.median(lib),
-        "hand": statistics.median(hand),
-        "fast": fast_backward_applies(x, w, groups),
-    }
+        times["forward"].append(_median_ms(forward, 1))
+        for name, y in ys.items():
+            times[name].append(_median_ms(backward(y), 1))
+    return {name: statistics.median(t) for name, t in times.items()} | {"fast": fast_backward_applies(x, w, groups)}
 
 
-def print_table(shapes: list[Shape], batch: int, reps: int) -> None:
+def print_table(shapes: list[Shape], batch: int, reps: int, against: str | None = None) -> None:
+    old = spatial_conv_at(against) if against else None
+    extra = f" hand bwd ms at {against} | bwd/fwd at {against} |" if against else ""
     print("| channels | groups | px | forward ms | library bwd ms | hand bwd ms | hand / library | route | "
-          "bwd/fwd before | bwd/fwd after |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
-    for shape in shapes:
-        t = time_shape(shape, batch, reps)
+          f"bwd/fwd before | bwd/fwd after |{extra}")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if against else ""))
+    for chs, groups, side in shapes:
+        fast = fast_backward_applies(
+            torch.empty(1, chs, side, side, requires_grad=True), torch.empty(chs, chs // groups, 3, 3), groups
+        )
+        t = time_shape((chs, groups, side), batch, reps, old if fast else None)
         after = t["hand"] if t["fast"] else t["library"]
-        chs, groups, side = shape
         cells = [
             chs, "depthwise" if groups == chs else groups, f"{side}x{side}", f"{t['forward']:.2f}",
             f"{t['library']:.2f}", f"{t['hand']:.2f}", f"{t['hand'] / t['library']:.2f}",
             "hand" if t["fast"] else "library", f"{t['library'] / t['forward']:.1f}", f"{after / t['forward']:.1f}",
         ]  # fmt: skip
+        if against:
+            cells += [f"{t['old']:.2f}", f"{t['old'] / t['forward']:.1f}"] if "old" in t else ["", ""]
         print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
@@ -113,15 +137,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--grid", action="store_true", help="channels x sizes x kinds instead of a model's")
+    parser.add_argument("--against", metavar="COMMIT", help="also time this commit's hand-written backward")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    spatial.enable(True)  # the rule as `trainer.fast_backward=true` applies it
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, channels_last, fp32\n")
     if args.grid:
         shapes = [(c, g, s) for s in (1, 2, 3, 4, 5, 7, 14) for c in (64, 128, 256, 512) for g in (c, 16, 4, 1)]
     else:
         shapes = layer_shapes(args.model, args.segments, args.image_size, args.in_chans)
-    print_table(shapes, args.batch, args.reps)
+    print_table(shapes, args.batch, args.reps, args.against)
 
 
 if __name__ == "__main__":
