@@ -88,20 +88,22 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
 
 
 @pytest.mark.parametrize(
-    ("study", "axis", "values"),
+    ("study", "axis", "values", "seed_override"),
     [
-        pytest.param("fig9", "residual", {True, False}, marks=pytest.mark.slow),  # fig11 covers the mechanism
-        pytest.param("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}, marks=pytest.mark.slow),
-        ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}),
+        pytest.param("fig9", "residual", {True, False}, None, marks=pytest.mark.slow),  # fig11 covers the mechanism
+        pytest.param("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}, None, marks=pytest.mark.slow),
+        pytest.param("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}, None, marks=pytest.mark.slow),
+        ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}, "0,1"),  # a sweep value on the command line wins
     ],
 )
 def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
-    tmp_path: Path, study: str, axis: str, values: set, xablate_cli: Any, summaries: Any
+    tmp_path: Path, study: str, axis: str, values: set, seed_override: str | None, xablate_cli: Any, summaries: Any
 ) -> None:
-    result = xablate_cli(tmp_path, f"experiment={study}", "dry_run=true")
+    overrides = [f"seed={seed_override}"] if seed_override else []
+    result = xablate_cli(tmp_path, f"experiment={study}", "dry_run=true", *overrides)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((Path(__file__).parents[1] / "conf" / "experiment" / f"{study}.yaml").read_text())
-    seeds = {int(s) for s in str(config["hydra"]["sweeper"]["params"]["seed"]).split(",")}
+    seeds = {int(s) for s in (seed_override or str(config["hydra"]["sweeper"]["params"]["seed"])).split(",")}
     cells = summaries(tmp_path / "runs" / study)
     assert len(cells) == len(values) * len(seeds)
     assert {s[axis] for s in cells.values()} == values
