@@ -106,6 +106,9 @@ def time_shape(shape: Shape, batch: int, reps: int, old: SpatialConv | None = No
 
 
 def print_table(shapes: list[Shape], batch: int, reps: int, against: str | None = None) -> None:
+    """One row per shape. Switches the rule on for this process, as `trainer.fast_backward=true` does, so that
+    the route column is the one a run with it takes."""
+    spatial.enable(True)
     old = spatial_conv_at(against) if against else None
     extra = f" hand bwd ms at {against} | bwd/fwd at {against} |" if against else ""
     print("| channels | groups | px | forward ms | library bwd ms | hand bwd ms | hand / library | route | "
@@ -141,7 +144,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    spatial.enable(True)  # the rule as `trainer.fast_backward=true` applies it
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, channels_last, fp32\n")
     if args.grid:
         shapes = [(c, g, s) for s in (1, 2, 3, 4, 5, 7, 14) for c in (64, 128, 256, 512) for g in (c, 16, 4, 1)]
