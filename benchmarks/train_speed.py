@@ -295,6 +295,8 @@ def against(args: argparse.Namespace) -> None:
                 worker.close()
         if not args.no_harness:
             compare_harness(old_root, args)
+    if args.no_layers:
+        return
     print("\nPer spatial layer of xception_mini (before = the library backward, after = the route taken now):\n")
     print_table(layer_shapes("xception_mini", ["1", "4", "16", "depthwise"], 28, 1), args.batch, reps=5)
 
@@ -311,6 +313,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="--against: alternating blocks per code")
     parser.add_argument("--orders", nargs="+", default=["depthwise_first"], help="--against: orders to time")
     parser.add_argument("--harness-steps", type=int, default=20, help="--against: steps of each harness run")
+    parser.add_argument("--no-layers", action="store_true", help="--against: without the per-layer table")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
