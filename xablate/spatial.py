@@ -9,10 +9,8 @@ The same gradients by a cheaper route:
 - grad input: the library's *forward* convolution of the output gradient with each group's kernel
   transposed and flipped (the forward kernel is fast at these shapes);
 - grad weight: for each of the nine kernel taps, the output gradient times the input shifted by that tap,
-  summed over batch and the pixels where both exist (grouped: one batched matrix product per tap, a group
-  per batch entry). Depthwise on images of at most `FAST_MAX_PIXELS` pixels: every (output pixel, input
-  pixel) product at once, summed over the batch in one pass, then each tap's pairs added up (one small
-  matrix product); on 2x2 images that is as many products as tap by tap, in two kernels instead of eighteen.
+  summed over batch and the pixels where both exist (depthwise: an elementwise product and a sum; grouped:
+  one batched matrix product per tap, a group per batch entry).
 
 Forward is the unchanged `F.conv2d`, so outputs are bit-identical; gradients agree with autograd's to fp32
 rounding (a different summation order), and are the same bits run to run for a given thread count.
@@ -27,7 +25,6 @@ kernels stay: the rule was not measured there.
 
 from __future__ import annotations
 
-from functools import cache
 from itertools import product
 
 import torch
@@ -71,35 +68,10 @@ def grad_input(grad_out: Tensor, weight: Tensor, groups: int) -> Tensor:
     return F.conv2d(grad_out, flipped, padding=1, groups=groups)
 
 
-@cache
-def _tap_pairs(h: int, w: int) -> Tensor:
-    """A (9, (h*w)^2) 0/1 matrix: row t marks the (output pixel, input pixel) pairs that kernel tap t joins."""
-    pixels = h * w
-    pairs = torch.zeros(len(TAPS), pixels * pixels)
-    for t, (di, dj) in enumerate(TAPS):
-        for i, j in product(range(h), range(w)):
-            if 0 <= i + di < h and 0 <= j + dj < w:
-                pairs[t, (i * w + j) * pixels + (i + di) * w + j + dj] = 1.0
-    return pairs
-
-
-def _grad_weight_depthwise_small(x: Tensor, grad_out: Tensor) -> Tensor:
-    """Depthwise d loss / d weight on a tiny image: sum over the batch of grad_out[p] * x[q] for every pair of
-    pixels (p, q), channels innermost as channels_last stores them, then the pairs of each tap summed."""
-    n, chs, h, w = x.shape
-    pixels = h * w
-    xs = x.permute(0, 2, 3, 1).reshape(n, 1, pixels, chs)
-    go = grad_out.permute(0, 2, 3, 1).reshape(n, pixels, 1, chs)
-    pair_sums = (go * xs).sum(0).view(pixels * pixels, chs)
-    return (_tap_pairs(h, w) @ pair_sums).t().reshape(chs, 1, 3, 3)
-
-
 def grad_weight(x: Tensor, grad_out: Tensor, groups: int) -> Tensor:
     """d loss / d weight of a stride-1, padding-1 3x3 convolution, tap by tap over the valid pixels."""
     _, in_chs, h, w = x.shape
     out_chs = grad_out.shape[1]
-    if groups == in_chs == out_chs and h * w <= FAST_MAX_PIXELS:
-        return _grad_weight_depthwise_small(x, grad_out)
     in_per_group, out_per_group = in_chs // groups, out_chs // groups
     taps = []
     for di, dj in TAPS:
