@@ -275,7 +275,7 @@ def test_depthwise_stands_apart_and_throughput_is_split_by_setting() -> None:
 
 
 def test_fig11_versions_share_their_accuracy_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = load_local([REPO / "experiments" / "fig11"])  # both published versions: budget none and params
+    data = load_local([REPO / "experiments" / "fig11" / v for v in ("results", "results_iso")])  # budget none, params
     figures: dict[str, matplotlib.figure.Figure] = {}
     monkeypatch.setattr(figures_module, "save", lambda fig, out, name: figures.setdefault(name, fig) and [])
     table = comparisons(data.runs, data.curves)
