@@ -67,7 +67,8 @@ def layer_shapes(model: str, segments: list[str], image_size: int, in_chans: int
     return list(seen)
 
 
-def _median_ms(fn: Callable[[], object], reps: int) -> float:
+def median_ms(fn: Callable[[], object], reps: int) -> float:
+    """Median milliseconds of `reps` calls of `fn`."""
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -99,9 +100,9 @@ def time_shape(shape: Shape, batch: int, reps: int, old: SpatialConv | None = No
     forward(), *(backward(y)() for y in ys.values())
     times: dict[str, list[float]] = {"forward": [], **{name: [] for name in ys}}
     for _ in range(reps):
-        times["forward"].append(_median_ms(forward, 1))
+        times["forward"].append(median_ms(forward, 1))
         for name, y in ys.items():
-            times[name].append(_median_ms(backward(y), 1))
+            times[name].append(median_ms(backward(y), 1))
     return {name: statistics.median(t) for name, t in times.items()} | {"fast": fast_backward_applies(x, w, groups)}
 
 

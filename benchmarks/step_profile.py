@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import Counter
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from conv_backward import median_ms
 from torch.profiler import ProfilerActivity, profile
 from train_speed import training_step
 
@@ -57,24 +56,21 @@ def spatial_shape(op: str, shapes: list) -> tuple[int, int, int] | None:
     return (chs, chs // in_per_group, side) if out_chs == chs else None
 
 
-def _median_ms(fn: Callable[[], object], reps: int = 9) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def time_layer(chs: int, groups: int, side: int, batch: int, fmt: torch.memory_format) -> tuple[float, float]:
     """Library forward ms and backward ms (both gradients) of one 3x3 layer alone, in memory format `fmt`."""
     x = torch.randn(batch, chs, side, side).contiguous(memory_format=fmt).requires_grad_()
     w = torch.randn(chs, chs // groups, 3, 3).contiguous(memory_format=fmt).requires_grad_()
     go = torch.randn(batch, chs, side, side).contiguous(memory_format=fmt)
-    fwd = _median_ms(lambda: F.conv2d(x, w, padding=1, groups=groups))
-    both = _median_ms(lambda: torch.autograd.grad(F.conv2d(x, w, padding=1, groups=groups), (x, w), go))
-    return fwd, both - fwd
+
+    def forward() -> torch.Tensor:
+        return F.conv2d(x, w, padding=1, groups=groups)
+
+    def forward_and_backward() -> object:
+        return torch.autograd.grad(forward(), (x, w), go)
+
+    forward_and_backward()
+    fwd = median_ms(forward, 9)
+    return fwd, median_ms(forward_and_backward, 9) - fwd
 
 
 def nchw_against_channels_last(segments: str, batch: int, sides: set[int], reps: int = 8) -> tuple[float, float]:
@@ -99,7 +95,7 @@ def nchw_against_channels_last(segments: str, batch: int, sides: set[int], reps:
             for on in (False, True):
                 nchw["on"] = on
                 step()
-                times[on] += [_median_ms(step, 1) for _ in range(2)]
+                times[on] += [median_ms(step, 1) for _ in range(2)]
     finally:
         SpatialConv2d.forward = library_forward  # type: ignore[method-assign]
     return statistics.median(times[False]), statistics.median(times[True])
