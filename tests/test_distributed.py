@@ -16,7 +16,8 @@ import pytest
 ARGS = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "trainer.epochs=3", "trainer.log_every=4",
         "data.batch_size=32", "trainer.sync_bn=true", "logger.mode=disabled", "trainer.threads=1"]  # fmt: skip
 FIRST_LOSS_TOL = 1e-3  # the first logged training loss (4 steps): only float reduction order differs
-FINAL_TOL = 0.02  # final validation loss and top-1, after 48 steps in which those differences compound
+FINAL_TOL = 0.02  # final validation top-1, after 48 steps in which those differences compound
+CURVE_TOL = 0.05  # each later logged training loss (a 4-step mean): the differences compound to a few 0.01
 
 
 def free_port() -> int:
@@ -43,6 +44,7 @@ def rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     one = subprocess.run(xablate_cmd(tmp_path / "one", 1), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
@@ -55,10 +57,11 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(tmp_path: P
     assert (a["world_size"], b["world_size"]) == (1, 2)
     assert a["steps"] == b["steps"] == 48
     assert b["val_top1"] == pytest.approx(a["val_top1"], abs=FINAL_TOL)
-    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=FINAL_TOL)
     ra, rb = rows(single), rows(ddp)
     assert [(r["step"], r["split"]) for r in ra] == [(r["step"], r["split"]) for r in rb]
     assert float(rb[0]["loss"]) == pytest.approx(float(ra[0]["loss"]), abs=FIRST_LOSS_TOL)
+    train = [(float(x["loss"]), float(y["loss"])) for x, y in zip(ra, rb, strict=True) if x["split"] == "train"]
+    assert [y for _, y in train] == pytest.approx([x for x, _ in train], abs=CURVE_TOL)
     assert not list(ddp.glob("*.tmp")), "rank 1 wrote nothing of its own"
 
 
