@@ -174,12 +174,16 @@ def check_command(argv: list[str]) -> Command:
             parsed = OverridesParser.create().parse_overrides(args.overrides)
         except OverrideParseException as err:
             raise ConfigError(_one_line(err)) from None
-        base = _compose([o.input_line for o in parsed if not o.is_sweep_override()])
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        base = _compose(fixed)
         multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
         if multirun:
             check_launcher(base)
-        jobs, search = expand_cells(base, args.overrides) if multirun else ([args.overrides], None)
-        cells = [_compose(cell) for cell in jobs]
+            jobs, search = expand_cells(base, args.overrides)
+            cells = [_compose(cell) for cell in jobs]
+        else:  # one cell: the base is it, unless a sweep value without -m is to fail as Hydra would fail it
+            search = None
+            cells = [base if len(fixed) == len(parsed) else _compose(args.overrides)]
     for cell in cells:
         validate(cell)
         if cell.data.check:
