@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test command of README.md (and of CI): set up, lint, the default (fast) test tiers, then the slurm
-# tier on a one-node SLURM cluster that scripts/slurm_cluster.sh brings up on this machine.
-# XABLATE_SLURM_TIER=0 leaves the slurm tier out.
+# The test command of README.md (and of CI): set up, lint, the default (fast) tier, the slow tier, then the
+# slurm tier on a one-node SLURM cluster that scripts/slurm_cluster.sh brings up on this machine.
+# XABLATE_SLOW_TIER=0 and XABLATE_SLURM_TIER=0 leave those tiers out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ruff check .
-.venv/bin/python -m pytest -q -n "${XABLATE_TEST_WORKERS:-2}" "$@"  # most tests train with 1 thread: 2 at once
+workers="${XABLATE_TEST_WORKERS:-2}"  # most tests train with 1 thread: 2 at once
+.venv/bin/python -m pytest -q -n "$workers" "$@"
+[ "${XABLATE_SLOW_TIER:-1}" = 0 ] || .venv/bin/python -m pytest -q -n "$workers" -m slow "$@"
 
 [ "${XABLATE_SLURM_TIER:-1}" != 0 ] || { echo "slurm tier: skipped (XABLATE_SLURM_TIER=0)"; exit 0; }
 # A cluster that was already up is left running; one started here is stopped again, so the machine is

@@ -135,6 +135,7 @@ def test_the_console_command_runs_a_sweep_like_python_m(
     assert summaries(tmp_path / "runs" / "default") == summaries(dry_sweep[0] / "default")
 
 
+@pytest.mark.slow
 def test_shell_completion_of_the_console_command(tmp_path: Path, xablate_cli: Any) -> None:
     install = xablate_cli(tmp_path, "--shell-completion", "install=bash", fast_start=False, console=True)
     assert install.returncode == 0, install.stderr

@@ -306,6 +306,7 @@ def test_crafted_checkpoint_runs_no_code(tmp_path: Path, capsys: pytest.CaptureF
 # --- two processes on one cell ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_cell(tmp_path: Path) -> None:
     """A long run holds the cell; a second run of it and a sweep over it train nothing and say who holds it."""
     out_dir = tmp_path / "runs"

@@ -113,6 +113,7 @@ def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(
         assert f"| {name} | dry_run | {summary['params']:,} |" in result.stdout
 
 
+@pytest.mark.slow
 def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path, xablate_cli: Any, summaries: Any) -> None:
     result = xablate_cli(
         tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "segments=1,depthwise", *TINY,
@@ -126,6 +127,7 @@ def test_joblib_runs_two_workers_with_a_thread_share_each(tmp_path: Path, xablat
     assert {s["threads"] for s in cells.values()} == {expected}
 
 
+@pytest.mark.slow
 def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path: Path, xablate_cli: Any) -> None:
     first = xablate_cli(tmp_path, "segments=depthwise", *TINY, "trainer.threads=1", "study=fig9")
     assert first.returncode == 0, first.stderr
@@ -196,6 +198,7 @@ def test_each_rerun_attempt_is_its_own_wandb_run_and_the_earlier_one_is_kept(tmp
     assert (summary["attempt"], summary["wandb_id"]) == (2, f"{key}-2")
 
 
+@pytest.mark.slow
 def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xablate_cli: Any, summaries: Any) -> None:
     result = xablate_cli(
         tmp_path, "hparams_search=lr", "hydra.sweeper.n_trials=3", *TINY, "trainer.epochs=1", "trainer.threads=1",
@@ -215,6 +218,7 @@ def test_an_optuna_search_maximises_the_returned_objective(tmp_path: Path, xabla
     assert f"optim.lr={best['best_params']['optim.lr']}" in overrides
 
 
+@pytest.mark.slow
 def test_tune_picks_each_cells_lr_from_kept_trials_and_trains_the_seeds_with_it(
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
