@@ -222,6 +222,14 @@ def test_check_command_rejects_a_bad_cell() -> None:
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("sweep", "named"), [("data=synthetic,nope", "data='nope'"), ("trainer.epoch=1,2", "epoch")])
+def test_a_sweep_cell_that_cannot_be_composed_is_one_line(sweep: str, named: str) -> None:
+    """The check composes every cell of a grid itself, so a cell Hydra cannot compose still fails it."""
+    with pytest.raises(ConfigError, match=named) as info:
+        check_command(["-m", sweep, "dry_run=true"])
+    assert "\n" not in str(info.value)
+
+
 def published_cells(version: str = "v1") -> list[dict[str, str]]:
     """The rows of every published runs.csv of one version: v1 in results/ and results_iso/, v2 in results_v2/."""
     root = Path(__file__).resolve().parents[1] / "experiments"
