@@ -158,6 +158,7 @@ def test_a_cell_completed_in_another_study_is_copied_not_trained_again(tmp_path:
     assert (retrained / "wandb").is_dir()
 
 
+@pytest.mark.slow
 def test_a_cell_trained_with_another_thread_count_is_trained_again(
     tmp_path: Path, xablate_cli: Any, summaries: Any
 ) -> None:
@@ -179,6 +180,7 @@ def test_a_short_sweep_says_its_budget_and_that_it_had_not_converged() -> None:
     assert not still_rising([(40, 0.90)])
 
 
+@pytest.mark.slow
 def test_each_rerun_attempt_is_its_own_wandb_run_and_the_earlier_one_is_kept(tmp_path: Path, xablate_cli: Any) -> None:
     args = ["segments=4", *TINY, "trainer.threads=1", "trainer.epochs=1"]
     assert xablate_cli(tmp_path, *args).returncode == 0
