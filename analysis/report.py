@@ -24,6 +24,7 @@ from .load import Runs
 from .plan import describe, plan_figures
 from .power import plan_lines, plan_rows
 from .publish import Published, publish
+from .settings import mixed_settings
 from .tables import cell_table, write_tables
 from .verdicts import csv_text, notes, write_comparisons
 
@@ -143,7 +144,10 @@ def run_analysis(
         report.lines.append(f"--{model} ignored: the study declared design.variance = {model_used}")
     scope = study_scope(runs)
     compared = comparisons(runs, curves, model_used, margin_used, scope)
+    mixed = mixed_settings(runs)
+    report.lines += [f"warning: {sentence}" for sentence in mixed]
     note = notes(model_used, model_source, margin_used, margin_source, scope)
+    note = " ".join([note, *(f"Warning: {sentence}." for sentence in mixed)])
     report.tables += write_comparisons(compared, out, note, output.write_text)
     if plan is not None:
         seeds = plan_rows(runs, curves, plan, scope)
@@ -170,6 +174,7 @@ def run_analysis(
         "margin": margin_used,
         "margin_source": margin_source,
         "left_out": [{"path": p.path, "reason": p.reason} for p in data.problems],
+        "mixed_settings": mixed,
     }
     removed = output.finish(details)
     project = project or (projects[0] if len(projects) == 1 else "xablate")

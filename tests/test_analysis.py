@@ -604,6 +604,27 @@ def test_cli_end_to_end_logs_an_offline_analysis_run(sweep: Path, tmp_path: Path
     assert (study / "analysis" / "summary.md").is_file() and (out / "fig11_segments.png").is_file()
 
 
+def test_a_study_trained_on_two_kinds_of_machine_says_so_in_its_verdicts(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every run records the hardware it ran on; one run moved to another machine's record is named."""
+    here = {json.loads(p.read_text())["hardware"] for p in sweep.glob("*/summary.json")}
+    assert len(here) == 1 and "(" in next(iter(here))
+    study = copy_sweep(sweep, tmp_path / "fx")
+    assert cli(capsys, study, "--out", tmp_path / "same", "--wandb-mode", "disabled")[0] == 0
+    assert "Warning" not in (tmp_path / "same" / "verdicts.md").read_text()
+    assert set(pd.read_csv(tmp_path / "same" / "runs.csv")["hardware"]) == here
+
+    moved = run_dirs(study)["seg1-none-res-s0"] / "summary.json"
+    moved.write_text(json.dumps({**json.loads(moved.read_text()), "hardware": "Other CPU (AVX2)"}))
+    code, out, _ = cli(capsys, study, "--out", tmp_path / "mixed", "--wandb-mode", "disabled")
+    assert code == 0
+    warning = f"fx: its runs differ in hardware: {next(iter(here))} (7 runs), Other CPU (AVX2) (1 runs)"
+    assert f"warning: {warning}" in out
+    assert f"Warning: {warning}" in (tmp_path / "mixed" / "verdicts.md").read_text()
+    assert json.loads((tmp_path / "mixed" / "analysis.json").read_text())["mixed_settings"][0].startswith(warning)
+
+
 def test_frames_select_by_type_not_by_equality(sweep: Path) -> None:
     data = load_local([sweep])
     assert len(data.where({"segments": [1]})) == 4  # segments=1 is not residual=True (True == 1 in Python)

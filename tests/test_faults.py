@@ -263,6 +263,23 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(completed_cell: Pat
         assert summary[key] == expected[key], key
 
 
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="no vector kernels to switch off on this CPU"
+)
+def test_a_run_resumed_on_another_kind_of_cpu_says_so_and_records_both(completed_cell: Path, tmp_path: Path) -> None:
+    """PyTorch's plain kernels (ATEN_CPU_CAPABILITY=default) stand in for another machine: other numbers."""
+    cell = killed_copy(completed_cell, tmp_path)
+    (cell / CHECKPOINT).unlink()  # the step-4 checkpoint is the one left
+    first = json.loads((completed_cell / "summary.json").read_text())["hardware"]
+    proc = xablate(*SHORT, f"out_dir={tmp_path / 'runs'}", cwd=tmp_path, env={"ATEN_CPU_CAPABILITY": "default"})
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming from step 4/8" in proc.stdout
+    moved = f"resuming on {first.rsplit(' (', 1)[0]} (DEFAULT); its first 4 steps ran on {first}"
+    assert moved in proc.stdout, proc.stdout
+    summary = json.loads((cell / "summary.json").read_text())
+    assert summary["hardware"] == f"{first} then {first.rsplit(' (', 1)[0]} (DEFAULT)"
+
+
 def test_no_readable_checkpoint_archives_them_and_starts_over(completed_cell: Path, tmp_path: Path) -> None:
     cell = killed_copy(completed_cell, tmp_path)
     truncate(cell / CHECKPOINT)

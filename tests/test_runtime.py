@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from xablate import ConfigError
 from xablate.config import validate
 from xablate.identity import run_key
-from xablate.runtime import execution_setting, gpu_for_job, setting_mismatch, thread_share
+from xablate.runtime import execution_setting, gpu_for_job, hardware, setting_mismatch, thread_share
 
 from .conftest import compose_config as compose_cfg
 
@@ -64,6 +65,16 @@ def test_unset_compile_mode_keeps_earlier_run_keys() -> None:
     before = OmegaConf.to_container(compose_cfg.__wrapped__())
     del before["trainer"]["compile_mode"]
     assert run_key(OmegaConf.create(before)) == run_key(compose_cfg())
+
+
+def test_a_run_on_another_kind_of_cpu_is_not_a_twin() -> None:
+    here = execution_setting(compose_cfg("trainer.threads=2", "trainer.device=cpu"))
+    assert here["hardware"] == hardware(torch.device("cpu"))
+    assert here["hardware"].endswith(f"({torch.backends.cpu.get_cpu_capability()})")
+    there = {**here, "hardware": "AMD EPYC 7B13 (AVX2)"}
+    assert setting_mismatch(there, here) == f"trained on AMD EPYC 7B13 (AVX2) there, {here['hardware']} here"
+    unknown = {k: v for k, v in here.items() if k != "hardware"}
+    assert setting_mismatch(unknown, here) == f"trained on (not recorded) there, {here['hardware']} here"
 
 
 def test_a_run_is_a_twin_only_when_trained_the_same_way() -> None:

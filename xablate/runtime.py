@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import platform
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +28,28 @@ def select_device(name: str) -> torch.device:
         found = ", ".join(k for k, v in available.items() if v)
         raise ConfigError(f"trainer.device={name!r} is not available on this machine; available: {found}")
     return torch.device(name)
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it in /proc/cpuinfo, else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device) -> str:
+    """What computes a run's numbers: the GPU's name, or the CPU's model and the vector instructions
+    PyTorch's kernels use on it. The kernels differ between CPU kinds, so the same cell, seed and thread
+    count trained on another kind of CPU is another sample (BENCHMARKS.md measured 0.3 points of test
+    top-1 between an AVX2 and an AVX-512 machine)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def thread_share(n_jobs: int, cores: int) -> int:
@@ -61,12 +86,14 @@ def launcher_threads(launcher: Mapping[str, Any] | None = None) -> int | None:
 
 
 def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Where and how a cell computes, as its `summary.json` records it: the same cell trained with another
-    device, thread count, precision, torch release or backward route can end up to half a point apart (float
-    reduction order), as much as a seed, so a study holds these fixed and reuses only a cell trained the
-    same way."""
+    """Where and how a cell computes, as its `summary.json` records it: the same cell trained on another
+    device or kind of CPU, or with another thread count, precision, torch release or backward route, can end
+    up to half a point apart (float reduction order), as much as a seed, so a study holds these fixed and
+    reuses only a cell trained the same way."""
+    device = select_device(cfg.trainer.device)
     return {
-        "device": select_device(cfg.trainer.device).type,
+        "device": device.type,
+        "hardware": hardware(device),
         "threads": cfg.trainer.threads or launcher_threads(launcher) or torch.get_num_threads(),
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
@@ -75,8 +102,8 @@ def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> di
 
 
 SETTING_PHRASES: dict[str, str] = {
-    "device": "on {}", "threads": "with {} threads", "precision": "at precision {}", "torch": "with torch {}",
-    "fast_backward": "with trainer.fast_backward={}",
+    "device": "on {}", "hardware": "on {}", "threads": "with {} threads", "precision": "at precision {}",
+    "torch": "with torch {}", "fast_backward": "with trainer.fast_backward={}",
 }  # fmt: skip
 SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False}
 """What runs made before a setting was recorded in summary.json used (the library's backward)."""

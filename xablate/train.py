@@ -25,7 +25,7 @@ from .identity import Cell
 from .metrics import METRICS, IntervalMeter, MetricsLog
 from .progress import Progress
 from .runlog import RunLog
-from .runtime import synchronize
+from .runtime import hardware, synchronize
 from .signals import StopSignal
 from .summary import SUMMARY, write_json_atomic
 from .tracking import Tracker
@@ -47,6 +47,8 @@ class TrainState:
     eval_s: float = 0.0
     last_val: dict[str, float] | None = None
     last_test: dict[str, float] | None = None
+    hardware: list[str] = field(default_factory=list)
+    """Where the steps ran, in order: one entry, or more when the run resumed on another kind of machine."""
 
 
 class Clock:
@@ -122,6 +124,7 @@ class Loop:
         self.progress = Progress(cell.name, total, cfg.trainer.progress, enabled=world.is_main)
         if restored:
             self.progress.message(f"resuming from step {self.state.step}/{total}")
+        self.note_hardware(hardware(device))
         self.stop = StopSignal()
         tracking = dict(job_type=attempt.job_type, attempt=attempt.number)
         self.tracker = Tracker(cfg, cell, out, **tracking) if world.is_main else None
@@ -129,6 +132,19 @@ class Loop:
         self.steps_here = 0
         self.test_every_eval = bool(cfg.trainer.test_every_eval)
         self.clock = Clock(self.state.wall_s)  # after W&B's start-up: training time only
+
+    def note_hardware(self, here: str) -> None:
+        """Record where these steps run; say so when a resumed run's earlier steps ran elsewhere, since it
+        will then not end where an uninterrupted run on either machine would."""
+        before = self.state.hardware[-1] if self.state.hardware else None
+        if before == here:
+            return
+        if before is not None:
+            self.progress.message(
+                f"resuming on {here}; its first {self.state.step} steps ran on {before}, so its numbers will not be "
+                "those of an uninterrupted run on either"
+            )
+        self.state.hardware.append(here)
 
     def eta_s(self) -> float:
         return self.state.train_s / max(1, self.steps_here) * (self.engine.total - self.state.step)
@@ -276,6 +292,7 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "eval_s": state.eval_s,
         "wall_s": state.wall_s,
         "device": loop.device.type,
+        "hardware": " then ".join(state.hardware),
         "threads": torch.get_num_threads(),
         "world_size": loop.world.size,
         "precision": str(cfg.trainer.precision),
