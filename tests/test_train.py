@@ -24,7 +24,7 @@ from xablate.lifecycle import run
 from xablate.metrics import COLUMNS
 from xablate.models import create_model
 from xablate.progress import Progress
-from xablate.runtime import deterministic
+from xablate.runtime import cpu_model, deterministic
 from xablate.schedule import Schedule
 
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
@@ -64,6 +64,8 @@ def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Pat
 
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["packages"]["torch"] and prov["git"]["commit"]
+    assert prov["processor"] == cpu_model()
+    assert prov["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert (tmp_path / "checkpoint.pt").stat().st_size > 0
 
 

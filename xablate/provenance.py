@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from .runtime import cpu_model
+
 PACKAGES = ("xablate", "torch", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib", "wandb")
 
 
@@ -38,7 +40,8 @@ def provenance() -> dict[str, Any]:
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
