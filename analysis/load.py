@@ -482,7 +482,7 @@ def has_wandb_credentials() -> bool:
     """Whether W&B finds an API key without prompting or touching the network."""
     import wandb
 
-    from xablate.tracking import has_credentials
+    from xablate.wandb_run import has_credentials
 
     return has_credentials(wandb)
 

@@ -1,15 +1,13 @@
 """The analysis as a W&B run: Figures 9-11 and the summary table, in the study's group, job type `analysis`.
 
 Offline by default, inside the analysis' output folder (`<out>/wandb/offline-run-*`, uploaded later with
-`wandb sync`); `online` falls back to offline with one warning when there is no API key or no server. The
-settings are those of xablate/tracking.py (quiet, no console capture, no system metrics, no code or git
-probing), repeated here so that the analysis does not import torch. The files on disk are the result: any W&B
-failure is one warning, never a failed analysis.
+`wandb sync`); `online` falls back to offline with one warning when there is no API key or no server. It
+starts the way a training run does (`xablate.wandb_run`, which imports no torch). The files on disk are the
+result: any W&B failure is one warning, never a failed analysis.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from xablate.tracking import wandb_settings
+from xablate.wandb_run import NO_API_KEY, reason, start_run, teardown
 
 from .axes import AXES, text
 
@@ -35,16 +33,6 @@ class Published:
     @property
     def sync_command(self) -> str | None:
         return f"wandb sync {self.run_dir}" if self.mode == "offline" and self.run_dir else None
-
-
-def _reason(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-def _teardown(wandb_module: Any) -> None:
-    with contextlib.suppress(Exception, SystemExit):  # W&B exits when its service failed: never end the analysis
-        wandb_module.teardown()
 
 
 def wandb_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -101,20 +89,11 @@ def publish(
             tags=["analysis"],
             dir=str(out),
         )
-        run = None
-        if mode == "online":
-            from .load import has_wandb_credentials
-
-            try:
-                if has_wandb_credentials():
-                    run = wandb.init(settings=wandb_settings(wandb, "online"), **kwargs)
-                else:
-                    warning = "W&B online: no API key (run `wandb login` or set WANDB_API_KEY); logged offline"
-            except Exception as error:
-                _teardown(wandb)
-                warning = f"W&B online failed ({_reason(error)}); logged offline"
-        if run is None:
-            run = wandb.init(settings=wandb_settings(wandb, "offline"), **kwargs)
+        run, fallback = start_run(wandb, mode, **kwargs)
+        if fallback == NO_API_KEY:
+            warning = "W&B online: no API key (run `wandb login` or set WANDB_API_KEY); logged offline"
+        elif fallback is not None:
+            warning = f"W&B online failed ({fallback}); logged offline"
         run_dir = Path(run.settings.sync_dir)
         final_mode = "offline" if run.offline else "online"
         try:
@@ -134,7 +113,7 @@ def publish(
             run.finish(exit_code=1)
             raise
         finally:
-            _teardown(wandb)
+            teardown(wandb)
         return Published(final_mode, run_dir, warning)
     except Exception as error:
-        return Published("disabled", None, f"W&B logging failed ({_reason(error)}); the files in {out} are complete")
+        return Published("disabled", None, f"W&B logging failed ({reason(error)}); the files in {out} are complete")

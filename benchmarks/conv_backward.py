@@ -1,12 +1,12 @@
 """Forward and backward time of every spatial (3x3 grouped) layer shape of a model: the library's backward
-against the hand-written one of `xablate.spatial`, printed as Markdown for BENCHMARKS.md.
+against the hand-written one of `xablate.model.spatial`, printed as Markdown for BENCHMARKS.md.
 
 For each distinct (channels, groups, image size) of the separable layers' spatial step, over the given
 segments values and both orders: the forward time, the library backward, the hand-written backward, the
 route `fast_backward_applies` picks, and backward / forward before (library) and after (the rule's route).
 Repetitions of the two backwards alternate, so a noisy machine hits both; each number is a median.
 `--grid` instead times a square grid of channels x image sizes x groups kinds, to set the rule.
-`--against COMMIT` adds that commit's hand-written backward (its `xablate/spatial.py`, loaded from git) as
+`--against COMMIT` adds that commit's hand-written backward (its `xablate/model/spatial.py`, loaded from git) as
 another interleaved column, on the layers where the rule takes the hand-written route.
 
 Usage (with the malloc variables `python -m xablate` sets):
@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from xablate import create_model, spatial
-from xablate.spatial import SpatialConv2d, fast_backward_applies, spatial_conv
+from xablate import create_model
+from xablate.model import spatial
+from xablate.model.spatial import SpatialConv2d, fast_backward_applies, spatial_conv
 
 Shape = tuple[int, int, int]
 """(channels, groups, image side) of one spatial layer."""
@@ -39,13 +40,15 @@ SpatialConv = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 def spatial_conv_at(commit: str) -> SpatialConv:
-    """The `spatial_conv` of `xablate/spatial.py` as it was at `commit`, loaded from git into its own module."""
+    """The `spatial_conv` of the spatial module as it was at `commit`, loaded from git into its own module."""
     repo = Path(__file__).resolve().parent.parent
-    source = subprocess.run(
-        ["git", "show", f"{commit}:xablate/spatial.py"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout
+    for path in ("xablate/model/spatial.py", "xablate/spatial.py"):  # the layered package, then the flat one
+        shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=repo, capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
     module = types.ModuleType(f"spatial_{commit}")
-    exec(compile(source, f"{commit}:xablate/spatial.py", "exec"), module.__dict__)
+    exec(compile(shown.stdout, f"{commit}:{path}", "exec"), module.__dict__)
     return module.spatial_conv
 
 

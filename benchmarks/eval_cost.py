@@ -26,7 +26,7 @@ from torch import nn
 from xablate import create_model
 from xablate.axes import parse_segments
 from xablate.data import TensorLoader
-from xablate.engine import StepParts, evaluate, train_step
+from xablate.engine.build import StepParts, evaluate, train_step
 
 TRAIN_IMAGES, HOLDOUT, TEST = 55_000, 5_000, 10_000
 """Fashion-MNIST as the studies split it: training images left after the holdout, validation, test."""

@@ -23,9 +23,14 @@ from train_speed import checkout
 
 TIMER = """
 import sys, time
-from xablate.config import register_configs
-from xablate.identity import register_resolvers
-from xablate.preflight import check_command
+try:  # the layered package
+    from xablate.spec.resolvers import register_resolvers
+    from xablate.spec.schema import register_configs
+    from xablate.sweep.check import check_command
+except ImportError:  # a commit of the flat package
+    from xablate.config import register_configs
+    from xablate.identity import register_resolvers
+    from xablate.preflight import check_command
 register_configs(); register_resolvers()
 start = time.perf_counter()
 command = check_command(sys.argv[1:])

@@ -26,7 +26,7 @@ from conv_backward import median_ms
 from torch.profiler import ProfilerActivity, profile
 from train_speed import training_step
 
-from xablate.spatial import SpatialConv2d
+from xablate.model.spatial import SpatialConv2d
 
 STEPS = 3
 

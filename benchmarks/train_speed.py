@@ -38,18 +38,21 @@ from pathlib import Path
 import torch
 
 from xablate import create_model
-from xablate.config import DataConfig, OptimConfig
-from xablate.data import build_loaders
-from xablate.runtime import autocast, synchronize
 
-try:  # this tree: the engine's own step
-    from xablate import engine
+try:  # the layered package (this tree)
     from xablate.axes import parse_segments
-    from xablate.engine import build_optimizer
-except ImportError:  # an earlier commit, imported by an `--against` worker: its loop's step, inline
-    engine = None  # type: ignore[assignment]
-    from xablate.layers import parse_segments  # type: ignore[no-redef]
-    from xablate.train import build_optimizer  # type: ignore[no-redef]
+    from xablate.data import build_loaders
+    from xablate.engine import build as engine
+    from xablate.engine.runtime import synchronize
+    from xablate.model import spatial
+    from xablate.spec.schema import DataConfig, OptimConfig
+except ImportError:  # a commit of the flat package, imported by an `--against` worker
+    from xablate.config import DataConfig, OptimConfig  # type: ignore[no-redef]
+    from xablate.runtime import synchronize  # type: ignore[no-redef]
+
+    from xablate import engine, spatial  # type: ignore[no-redef]
+    from xablate.axes import parse_segments
+    from xablate.data import build_loaders
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_IMAGES = 60_000
@@ -70,8 +73,7 @@ def training_step(
     precision: str = "32",
 ) -> Callable[[], None]:
     """One forward + backward + SGD step of a fresh model on fixed random tensors already on the device:
-    `xablate.engine.train_step` itself, with the run's own optimiser (`build_optimizer`); for code from
-    before the engine existed, that code's loop body."""
+    `xablate.engine.train_step` itself, with the run's own optimiser (`build_optimizer`)."""
     dev = torch.device(device)
     net = create_model(
         model, num_classes=num_classes, in_chans=in_chans, segments=parse_segments(segments), order=order
@@ -81,25 +83,14 @@ def training_step(
     step_model = torch.compile(net) if compile else net
     x = torch.randn(batch, in_chans, image_size, image_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
-    opt = build_optimizer(OptimConfig(lr=0.01), net)
+    opt = engine.build_optimizer(OptimConfig(lr=0.01), net)
     scaler = torch.amp.GradScaler(dev.type, enabled=precision == "16-mixed")
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    if engine is not None:
-        engine.spatial.enable(True)  # what is compared: the opt-in hand-written backward (trainer.fast_backward)
-        parts = engine.StepParts(net, step_model, opt, loss_fn, scaler, None, dev, precision, fmt)
-
-        def engine_step() -> None:
-            engine.train_step(parts, x, y, 0.01)
-
-        return engine_step
+    spatial.enable(True)  # what is compared: the opt-in hand-written backward (trainer.fast_backward)
+    parts = engine.StepParts(net, step_model, opt, loss_fn, scaler, None, dev, precision, fmt)
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(dev, precision):
-            loss = loss_fn(step_model(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        engine.train_step(parts, x, y, 0.01)
 
     return step
 

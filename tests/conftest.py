@@ -19,9 +19,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from xablate.__main__ import MALLOC_ENV
-from xablate.config import register_configs
-from xablate.identity import register_resolvers
-from xablate.preflight import CONF_DIR
+from xablate.spec.resolvers import register_resolvers
+from xablate.spec.schema import register_configs
+from xablate.sweep.check import CONF_DIR
 
 
 @functools.cache

@@ -13,9 +13,11 @@ from omegaconf import OmegaConf
 
 from xablate import ConfigError
 from xablate.axes import parse_segments
-from xablate.config import model_kwargs, register_configs, validate
-from xablate.identity import register_resolvers, run_dir_name, run_key, run_name
-from xablate.preflight import check_command
+from xablate.spec.cell import Cell, run_key
+from xablate.spec.resolvers import register_resolvers
+from xablate.spec.schema import register_configs
+from xablate.spec.validate import model_kwargs, validate
+from xablate.sweep.check import check_command
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -151,14 +153,14 @@ def test_segments_spellings_share_a_key(compose_cfg: Any) -> None:
 
 
 def test_run_name(compose_cfg: Any) -> None:
-    assert run_name(compose_cfg("segments=4", "activation=relu")) == "seg4-relu-res-s0"
-    assert run_name(compose_cfg("residual=false", "seed=1")) == "segdw-none-nores-s1"
+    assert Cell.of(compose_cfg("segments=4", "activation=relu")).name == "seg4-relu-res-s0"
+    assert Cell.of(compose_cfg("residual=false", "seed=1")).name == "segdw-none-nores-s1"
 
 
 def test_run_folder_is_name_and_key(compose_cfg: Any) -> None:
     cfg = compose_cfg("segments=4", "out_dir=/tmp/xablate-runs", hydra_node=True)
     assert cfg.hydra.run.dir == f"/tmp/xablate-runs/default/seg4-none-res-s0-{run_key(cfg)}"
-    assert cfg.hydra.sweep.subdir == run_dir_name(cfg)
+    assert cfg.hydra.sweep.subdir == Cell.of(cfg).folder.name
 
 
 # --- preflight ----------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from xablate.config import DataConfig
 from xablate.data import TensorLoader, build_loaders, check_data
 from xablate.data.core import Normalizer, holdout_indices
 from xablate.data.sources import read_cifar, read_fashion_mnist
 from xablate.errors import ConfigError
+from xablate.spec.schema import DataConfig
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 CPU = torch.device("cpu")

@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from xablate import config as config_module
 from xablate.__main__ import MALLOC_ENV
-from xablate.checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint
+from xablate.cell.lock import LOCK, CellBusy, acquire, holder_if_live, release
+from xablate.engine.checkpoint import CHECKPOINT, PREVIOUS, load_checkpoint
 from xablate.errors import ConfigError, WriteError
 from xablate.files import write_atomic, write_json_atomic
-from xablate.lock import LOCK, CellBusy, acquire, holder_if_live, release
+from xablate.spec import schema, validate
 
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
 SHORT = [*TINY, "trainer.max_steps=8", "trainer.eval_every=4"]
@@ -127,9 +127,9 @@ def _numeric_fields(node: type, prefix: str = "") -> Iterator[str]:
 
 
 def test_every_numeric_knob_has_a_range() -> None:
-    numeric = set(_numeric_fields(config_module.Config))
+    numeric = set(_numeric_fields(schema.Config))
     assert {"optim.momentum", "optim.label_smoothing", "seed", "data.batch_size"} <= numeric
-    ranged = set(config_module.RANGES) | set(config_module.PER_CHANNEL)
+    ranged = set(validate.RANGES) | set(validate.PER_CHANNEL)
     assert numeric <= ranged, f"no range for {sorted(numeric - ranged)}"
 
 
@@ -138,13 +138,13 @@ def test_every_numeric_knob_has_a_range() -> None:
     [("optim.lr", float("nan")), ("optim.eps", 0.0), ("trainer.log_every", 0), ("seed", -1), ("model.width", 0.0)],
 )
 def test_ranges_refuse_out_of_range_values(key: str, bad: float) -> None:
-    cfg = config_module.Config()
+    cfg = schema.Config()
     group, _, leaf = key.rpartition(".")
     setattr(getattr(cfg, group) if group else cfg, leaf, bad)
     with pytest.raises(ConfigError, match=f"^{key}=") as info:
-        config_module.check_ranges(cfg)
+        validate.check_ranges(cfg)
     assert "allowed:" in str(info.value) and "\n" not in str(info.value)
-    config_module.check_ranges(config_module.Config())
+    validate.check_ranges(schema.Config())
 
 
 @pytest.fixture(scope="module")

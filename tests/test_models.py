@@ -16,9 +16,10 @@ from torch.nn import functional as F
 
 from xablate import ConfigError, Xception, count_params, create_model, list_models
 from xablate.axes import ACTIVATIONS
-from xablate.costs import profile
-from xablate.layers import ACT_LAYERS, SeparableConv2d
-from xablate.models import ModuleSpec, XceptionModule
+from xablate.model.arch import ARCHS, ModuleSpec
+from xablate.model.costs import profile
+from xablate.model.layers import ACT_LAYERS, SeparableConv2d
+from xablate.model.xception import XceptionModule
 
 SEGMENTS: tuple[int | str, ...] = (1, 2, 4, 16, "depthwise")
 RESIDUALS: tuple[bool, ...] = (True, False)
@@ -344,8 +345,17 @@ def test_dropout_is_applied_in_training() -> None:
     assert (model.eval().forward_head(features, pre_logits=True) != 0).all()
 
 
-def test_list_models() -> None:
-    assert list_models() == ["xception", "xception_mini"]
+def test_every_listed_model_builds_and_an_unknown_name_lists_them() -> None:
+    """`list_models` is what `create_model` accepts: each name builds its own architecture, and any other
+    name fails in one line that lists them."""
+    names = list_models()
+    assert set(names) == set(ARCHS)
+    for name in names:
+        model = _meta(name, **MINI)
+        assert isinstance(model, Xception) and model.arch == ARCHS[name]
+    with pytest.raises(ConfigError, match=r"^model='resnet50' is not known; allowed: ") as info:
+        create_model("resnet50")
+    assert str(info.value).endswith(", ".join(names))
 
 
 def test_builders_set_no_device() -> None:

@@ -10,9 +10,12 @@ import torch
 from omegaconf import OmegaConf
 
 from xablate import ConfigError
-from xablate.config import validate
-from xablate.identity import run_key
-from xablate.runtime import execution_setting, gpu_for_job, hardware, setting_mismatch, thread_share
+from xablate.cell.reuse import setting_mismatch
+from xablate.engine.build import build_engine
+from xablate.engine.jobs import gpu_for_job, thread_share
+from xablate.engine.runtime import execution_setting, hardware
+from xablate.spec.cell import run_key
+from xablate.spec.validate import validate
 
 from .conftest import compose_config as compose_cfg
 
@@ -42,8 +45,12 @@ def test_parallel_jobs_split_the_cores(n_jobs: int, cores: int, threads: int) ->
 
 
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead", "max-autotune"])
-def test_compile_modes_validate(mode: str) -> None:
-    validate(compose_cfg("trainer.compile=true", f"trainer.compile_mode={mode}"))
+def test_a_valid_compile_mode_is_the_mode_torch_compile_gets(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes: list[str | None] = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
+    cfg = compose_cfg("data=synthetic", "trainer.compile=true", f"trainer.compile_mode={mode}")
+    build_engine(cfg, validate(cfg), torch.device("cpu"))
+    assert modes == [mode]
 
 
 @pytest.mark.parametrize(

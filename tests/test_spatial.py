@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from xablate import create_model
 from xablate.axes import ORDERS
-from xablate.models import ARCHS
-from xablate.spatial import FAST_MAX_PIXELS, SpatialConv2d, fast_backward_applies, spatial_conv
+from xablate.model.arch import ARCHS
+from xablate.model.spatial import FAST_MAX_PIXELS, SpatialConv2d, fast_backward_applies, spatial_conv
 
 Shape = tuple[int, int, int, int]
 """(channels, groups, height, width) of one spatial layer."""

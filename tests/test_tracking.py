@@ -21,9 +21,10 @@ import wandb
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from xablate.config import register_configs
-from xablate.identity import Cell, register_resolvers, run_key
-from xablate.tracking import Tracker
+from xablate.engine.tracking import Tracker
+from xablate.spec.cell import Cell, run_key
+from xablate.spec.resolvers import register_resolvers
+from xablate.spec.schema import register_configs
 
 from .wandb_log import BLOCK_LEN, read_run
 
@@ -66,7 +67,7 @@ def cfg() -> DictConfig:
 
 
 def tracker_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "xablate.tracking" and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name.startswith("xablate.") and r.levelno >= logging.WARNING]
 
 
 # Tests ------------------------------------------------------------------------------------------------------------

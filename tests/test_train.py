@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 import torch
 
-from xablate.checkpoint import load_checkpoint
-from xablate.config import model_kwargs
+from xablate.cell.lifecycle import run
 from xablate.data import build_loaders
-from xablate.engine import evaluate
-from xablate.lifecycle import run
-from xablate.metrics import COLUMNS
-from xablate.models import create_model
-from xablate.progress import Progress
-from xablate.runtime import cpu_model, deterministic
-from xablate.schedule import Schedule
+from xablate.engine.build import evaluate
+from xablate.engine.checkpoint import load_checkpoint
+from xablate.engine.log import COLUMNS
+from xablate.engine.progress import Progress
+from xablate.engine.runtime import cpu_model, deterministic
+from xablate.engine.schedule import Schedule
+from xablate.model.xception import create_model
+from xablate.spec.validate import model_kwargs
 
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import ConfigError
-    from .models import Xception, count_params, create_model, list_models
+    from .model import Xception, count_params, create_model, list_models
 
 __all__ = ["ConfigError", "Xception", "count_params", "create_model", "list_models"]
 __version__ = "0.1.0"
 
-_HOMES = {"ConfigError": ".errors", "Xception": ".models", "count_params": ".models",
-          "create_model": ".models", "list_models": ".models"}  # fmt: skip
+_HOMES = {"ConfigError": ".errors", "Xception": ".model", "count_params": ".model",
+          "create_model": ".model", "list_models": ".model"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -48,13 +48,13 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from .config import register_configs  # noqa: E402
+from .cell.lifecycle import exit_code, record_failure, run  # noqa: E402
 from .errors import ConfigError, WriteError  # noqa: E402
-from .identity import register_resolvers  # noqa: E402
-from .lifecycle import exit_code, record_failure, run  # noqa: E402
-from .preflight import CONF_DIR, check_command  # noqa: E402
-from .summary import objective_value  # noqa: E402
-from .sweep import announce, finish  # noqa: E402
+from .spec.record import objective_value  # noqa: E402
+from .spec.resolvers import register_resolvers  # noqa: E402
+from .spec.schema import register_configs  # noqa: E402
+from .sweep.check import CONF_DIR, check_command  # noqa: E402
+from .sweep.report import announce, finish  # noqa: E402
 
 UNTRAINED_EXIT = {"dry_run": 0, "running": 1}
 """Exit status of a job that trained nothing: a dry run succeeds; a cell locked by a live process did not run."""

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from ..config import DataConfig
+    from ..spec.schema import DataConfig
 
     DataCfg: TypeAlias = DataConfig | DictConfig
 

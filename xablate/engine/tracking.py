@@ -12,7 +12,6 @@ or `files/wandb-summary.json` offline (wandb-core writes those only while syncin
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -22,20 +21,14 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .axes import NAMES, text
-from .identity import Cell, plain_values
+from ..axes import NAMES, text
+from ..spec.cell import Cell, plain_values
+from ..wandb_run import reason, start_run, teardown
 
 if TYPE_CHECKING:
     import wandb
 
 logger = logging.getLogger(__name__)
-
-ONLINE_INIT_TIMEOUT_S: float = 5.0
-"""How long an online `wandb.init` may take before the run falls back to offline (W&B's own default is 90 s).
-`WANDB_INIT_TIMEOUT` in the environment overrides it."""
-
-ONLINE_FINISH_TIMEOUT_S: float = 60.0
-"""How long `finish` waits for uploads of an online run; what is left stays in the local log for `wandb sync`."""
 
 TAG_AXES: tuple[str, ...] = ("model", "data", *NAMES, "seed")
 
@@ -66,26 +59,6 @@ def run_tags(cell: Cell, studies: tuple[str, ...] | None = None) -> list[str]:
     return [*axes, *(f"study:{study}" for study in (studies or (cell.study,)))]
 
 
-def wandb_settings(wandb_module: Any, mode: str) -> wandb.Settings:
-    """Quiet, cheap settings: starting a run takes about 0.8 s in a fresh process, 0.25 s after another run."""
-    settings: dict[str, Any] = dict(
-        mode=mode,
-        silent=True,  # no banner, no end-of-run sparklines: the trainer prints its own progress
-        console="off",  # no stdout capture; Hydra already keeps the job's log
-        x_disable_stats=True,  # no system-metrics sampling process
-        save_code=False,
-        disable_code=True,
-        disable_git=True,  # provenance records the commit; git probing of `dir` only warns
-        x_save_requirements=False,  # a pip freeze per run (~80 ms); provenance records package versions
-        reinit="finish_previous",  # one run per job: a stale run left open in this process is closed, never reused
-    )
-    if mode == "online":
-        if "WANDB_INIT_TIMEOUT" not in os.environ:
-            settings["init_timeout"] = ONLINE_INIT_TIMEOUT_S
-        settings["finish_timeout"] = ONLINE_FINISH_TIMEOUT_S
-    return wandb_module.Settings(**settings)
-
-
 STEP_METRIC = "trainer/step"
 
 
@@ -95,45 +68,12 @@ def _define_step_metric(run: Any) -> None:
         run.define_metric(pattern, step_metric=STEP_METRIC)
 
 
-def has_credentials(wandb_module: Any) -> bool:
-    """Whether W&B finds an API key (environment, netrc, settings file) without prompting or the network.
-
-    Without one, `wandb.init` would ask for a key at a terminal and wait forever: a sweep left running in a
-    terminal would hang. `wandb.login(prompt=False)` is no substitute: it looks the user name up on the server
-    (seconds without a network) and rewrites the user's settings file. So this asks wandb's own credential
-    lookup, and where a wandb release lacks it, lets `wandb.init` decide."""
-    try:
-        from wandb.sdk.lib import wbauth
-
-        settings = wandb_module.setup().settings
-        host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
-        found = wbauth.authenticate_session(host=host, source="xablate", prompt=False, update_session=False)
-    except (ImportError, AttributeError, TypeError):
-        return True
-    return found is not None
-
-
-def _teardown(wandb_module: Any) -> None:
-    """Stop the wandb-core service, waiting for it to close every run's files.
-
-    W&B ends with `sys.exit` when its service exited with an error: never let that end the training process."""
-    try:
-        wandb_module.teardown()
-    except (Exception, SystemExit) as error:
-        logger.warning("W&B teardown failed (%s)", _reason(error))
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
 class Tracker:
     """One W&B run for one cell.
 
     `mode` comes from `cfg.logger.mode`: `offline` (the default) writes the run under `out_dir/wandb/`;
     `online` uploads as it goes and falls back to offline, with one warning, when there is no API key or the
-    server cannot be reached within `ONLINE_INIT_TIMEOUT_S`; `disabled` never imports wandb and makes every
+    server cannot be reached within `wandb_run.ONLINE_INIT_TIMEOUT_S`; `disabled` never imports wandb and makes every
     method a no-op. The run's id is `<run key>-<attempt>`: a cell resumed from its checkpoint continues the same
     W&B run (`resume="allow"`; offline, W&B ignores `resume`: each process writes its own folder under the same
     id, and `wandb sync` given them all uploads them in start order), while `rerun=true` starts the next attempt
@@ -194,11 +134,9 @@ class Tracker:
             if retag is not None:
                 kwargs["id"], kwargs["group"] = retag
                 del kwargs["config"]
-            fallback = self._init_online(wandb, kwargs) if requested == "online" else None
-            if self._run is None:
-                self._run = wandb.init(settings=wandb_settings(wandb, "offline"), **kwargs)
+            self._run, fallback = start_run(wandb, requested, **kwargs)
         except Exception as error:
-            logger.warning("W&B could not start (%s): this run is not tracked in W&B", _reason(error))
+            logger.warning("W&B could not start (%s): this run is not tracked in W&B", reason(error))
             self._run = None
             return
         run = self._run
@@ -211,19 +149,6 @@ class Tracker:
             logger.warning(
                 "W&B online failed (%s): logging offline; upload later with `%s`", fallback, self.sync_command
             )
-
-    def _init_online(self, wandb_module: Any, kwargs: dict[str, Any]) -> str | None:
-        """Start an online run in `self._run`, or return why not (the caller then starts it offline)."""
-        try:
-            if not has_credentials(wandb_module):
-                return "no API key: run `wandb login` or set WANDB_API_KEY"
-            self._run = wandb_module.init(settings=wandb_settings(wandb_module, "online"), **kwargs)
-            return None
-        except Exception as error:
-            # The failed attempt still holds the run id in wandb-core ("run ID ... is in use"): tearing the
-            # service down frees it; the offline run starts a fresh one.
-            _teardown(wandb_module)
-            return _reason(error)
 
     @property
     def mode(self) -> str:
@@ -298,10 +223,10 @@ class Tracker:
             run.finish(exit_code=exit_code)
         except Exception as error:
             if not self._broken:
-                logger.warning("W&B finish failed (%s)", _reason(error))
+                logger.warning("W&B finish failed (%s)", reason(error))
         import wandb
 
-        _teardown(wandb)
+        teardown(wandb)
         if self.sync_command is not None:
             logger.info("W&B run saved offline; upload with `%s`", self.sync_command)
 
@@ -311,7 +236,7 @@ class Tracker:
         try:
             action(self._run)
         except Exception as error:
-            logger.warning("W&B %s failed (%s): W&B tracking is off for the rest of this run", what, _reason(error))
+            logger.warning("W&B %s failed (%s): W&B tracking is off for the rest of this run", what, reason(error))
             self._broken = True
 
     def __enter__(self) -> Tracker:

@@ -16,15 +16,16 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import distributed, spatial
-from .config import build_model, input_shape
-from .costs import ModelCost, profile
-from .data import Loader, Loaders, build_loaders
+from ..data import Loader, Loaders, build_loaders
+from ..errors import ConfigError
+from ..model import spatial
+from ..model.costs import ModelCost, profile
+from ..spec.cell import Cell
+from ..spec.validate import build_model, input_shape
+from . import distributed
 from .distributed import SINGLE, World
-from .errors import ConfigError
-from .identity import Cell
-from .metrics import topk_correct
-from .runtime import autocast
+from .meter import topk_correct
+from .runtime import autocast, memory_format_of
 from .schedule import Schedule
 
 
@@ -54,10 +55,6 @@ def build_schedule(cfg: DictConfig, total_steps: int, steps_per_epoch: int, batc
     else:
         decay_every = max(1, round(cfg.decay_epochs * steps_per_epoch))
     return Schedule(cfg.schedule, cfg.lr, total_steps, cfg.warmup_steps, cfg.decay_rate, decay_every)
-
-
-def memory_format_of(cfg: DictConfig) -> torch.memory_format:
-    return torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
 
 
 @dataclass
@@ -195,7 +192,7 @@ def _step_parts(
         )
     if cfg.trainer.compile:
         step_model = torch.compile(step_model, mode=cfg.trainer.compile_mode)
-    memory_format = memory_format_of(cfg)
+    memory_format = memory_format_of(cfg.trainer.channels_last)
     parts = StepParts(model, step_model, optimizer, criterion, scaler, averaged, device, precision, memory_format)
     return parts, schedule
 
@@ -208,7 +205,7 @@ def build_engine(cfg: DictConfig, cell: Cell, device: torch.device, world: World
     cost = profile(model, input_shape(cfg))
     if world.distributed and cfg.trainer.sync_bn:
         model = distributed.convert_sync_bn(model, device)
-    model.to(device=device, memory_format=memory_format_of(cfg))
+    model.to(device=device, memory_format=memory_format_of(cfg.trainer.channels_last))
     loaders = build_loaders(cfg.data, seed=cell.seed, device=device, rank=world.rank, world_size=world.size)
     steps_per_epoch = len(loaders.train)
     total = math.ceil(cfg.trainer.epochs * steps_per_epoch)

@@ -9,7 +9,6 @@ everything the next step depends on, so a resumed run ends exactly where an unin
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,94 +16,23 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from ..spec.cell import Cell
+from ..spec.record import run_record, write_summary
 from . import distributed
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, set_rng_state
+from .build import build_engine, train_step
+from .checkpoint import CHECKPOINT
 from .distributed import World
-from .engine import Engine, build_engine, train_step
-from .identity import Cell
-from .metrics import METRICS, IntervalMeter, MetricsLog
+from .log import METRICS, MetricsLog, RunLog
+from .meter import IntervalMeter
 from .progress import Progress
-from .runlog import RunLog
 from .runtime import hardware, synchronize
 from .signals import StopSignal
-from .summary import SUMMARY, write_json_atomic
+from .state import Attempt, Checkpoint, Clock, TrainState
 from .tracking import Tracker
 
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-@dataclass
-class TrainState:
-    """The run's progress besides model, optimiser, RNG and the interval's metrics (see `IntervalMeter`)."""
-
-    step: int = 0
-    best_val_top1: float = 0.0
-    wall_s: float = 0.0
-    train_s: float = 0.0
-    train_images: int = 0
-    eval_s: float = 0.0
-    last_val: dict[str, float] | None = None
-    last_test: dict[str, float] | None = None
-    hardware: list[str] = field(default_factory=list)
-    """Where the steps ran, in order: one entry, or more when the run resumed on another kind of machine."""
-
-
-class Clock:
-    """The run's wall time (continuing a resumed run's) and laps of training time, evaluation left out."""
-
-    def __init__(self, wall_s: float) -> None:
-        self.started = time.perf_counter() - wall_s
-        self.restart()
-
-    def restart(self) -> None:
-        self._lap_start = time.perf_counter()
-
-    def lap(self) -> float:
-        now = time.perf_counter()
-        seconds, self._lap_start = now - self._lap_start, now
-        return seconds
-
-    def wall_s(self) -> float:
-        return time.perf_counter() - self.started
-
-
-class Checkpoint:
-    """`checkpoint.pt`: the step's parts, the progress and the interval's metrics (RNG states are added by
-    `save_checkpoint`). Only the main process writes it; every process reads it."""
-
-    def __init__(self, path: Path, engine: Engine, meter: IntervalMeter, *, writer: bool) -> None:
-        self.path, self.engine, self.meter, self.writer = path, engine, meter, writer
-        self.last_step = 0
-
-    def save(self, state: TrainState) -> None:
-        self.last_step = state.step
-        if self.writer:
-            progress = {**asdict(state), **self.meter.state_dict()}
-            save_checkpoint(self.path, {**self.engine.parts.state_dict(), "state": progress})
-
-    def restore(self, device: torch.device) -> TrainState | None:
-        ckpt = load_checkpoint(self.path, device)
-        if ckpt is None:
-            return None
-        self.engine.parts.load_state_dict(ckpt)
-        fields = TrainState.__dataclass_fields__
-        state = TrainState(**{k: v for k, v in ckpt["state"].items() if k in fields})
-        self.meter.load_state_dict(ckpt["state"])
-        set_rng_state(ckpt["rng"])
-        self.last_step = state.step
-        return state
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """Which attempt at the cell this is (`rerun=true` starts the next), what kind of job it is (`train`, or
-    `tune` for a trial of a learning-rate search) and what the summary records besides the run's own values."""
-
-    number: int = 1
-    job_type: str = "train"
-    record: dict[str, Any] = field(default_factory=dict)
 
 
 class Loop:
@@ -203,7 +131,7 @@ class Loop:
             self.progress.step(step, img_per_s, self.state.train_s, self.steps_here)
         return distributed.any_rank(self.world, self.stop.requested is not None, self.device)
 
-    def train(self) -> bool:
+    def run_steps(self) -> bool:
         """Train until the budget is spent (False) or a signal asks to stop (True)."""
         engine, state = self.engine, self.state
         while state.step < engine.total:
@@ -232,7 +160,7 @@ class Loop:
 
     def run(self) -> tuple[str, str | None]:
         try:
-            if self.train():
+            if self.run_steps():
                 self.interrupt()
                 return "interrupted", None
             return "completed", None
@@ -244,7 +172,7 @@ class Loop:
             self.state.wall_s = self.clock.wall_s()
 
 
-def train(
+def fit(
     cfg: DictConfig, cell: Cell, out: Path, device: torch.device, world: World, attempt: Attempt | None = None
 ) -> dict[str, Any]:
     """Train the cell into `out`, resuming from its checkpoint; write and return its summary."""
@@ -258,7 +186,7 @@ def train(
     finally:
         summary = summarize(cfg, cell, loop, status, error)
         if world.is_main:
-            write_json_atomic(out / SUMMARY, summary)
+            write_summary(out, summary)
         if loop.tracker is not None:
             if status == "completed" and cfg.logger.log_model:
                 loop.tracker.log_model(out / CHECKPOINT, {k: summary[k] for k in ("run_key", "steps", "val_top1")})
@@ -272,9 +200,7 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
     """`summary.json`: the verdict, the cell, its costs, its final and best evaluation, and where it ran."""
     state, cost = loop.state, loop.engine.cost
     val, test = state.last_val or {}, state.last_test or {}
-    summary: dict[str, Any] = {
-        "status": status,
-        **cell.record(),
+    values = {
         "params": cost.params,
         "macs": cost.macs,
         "steps": state.step,
@@ -301,10 +227,5 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "attempt": loop.attempt.number,
         "wandb_id": loop.tracker.run_id if loop.tracker is not None else None,
-        **loop.attempt.record,
     }
-    if error:
-        summary["error"] = error
-    if loop.stop.requested:
-        summary["stopped_by"] = loop.stop.requested
-    return summary
+    return run_record(status, cell, values, loop.attempt.record, error=error, stopped_by=loop.stop.requested)

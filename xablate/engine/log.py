@@ -1,13 +1,21 @@
-"""One path for every logged row: `metrics.csv`, W&B and the progress line all read the same row."""
+"""One path for every logged row: `metrics.csv` (one row per logged training interval and per evaluation,
+appended as the run goes), W&B and the progress line all read the same row."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .metrics import MetricsLog
+from ..files import append_text, write_atomic
 from .progress import Progress
 from .tracking import Tracker
+
+COLUMNS: tuple[str, ...] = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "img_per_s", "wall_s", "ce")
+"""`loss` is the objective (label smoothing included); `ce`, on training rows, the plain cross-entropy."""
+METRICS = "metrics.csv"
 
 WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset({"lr"}), "test": frozenset({"lr"})}
 """Columns of a split that W&B does not get: the learning rate is a training quantity, charted once."""
@@ -44,3 +52,33 @@ class RunLog:
             self.progress.evaluation(step, row["epoch"], recent, row, row["wall_s"], self._eta_s())
         elif split == "test":
             self.progress.message(f"step {step} test loss {row['loss']:.4f} top1 {row['top1']:.2%}")
+
+
+class MetricsLog:
+    """Appends rows to `metrics.csv`; on resume, first drops rows past the checkpoint (they will be redone)."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        rows: list[dict[str, Any]] = []
+        if resume_step is not None and path.exists():
+            with path.open(newline="") as fh:
+                rows = [row for row in csv.DictReader(fh) if int(row["step"]) <= resume_step]
+        write_atomic(path, _csv(rows, header=True))
+
+    def write(self, row: dict[str, Any]) -> None:
+        append_text(self.path, _csv([{k: _fmt(row.get(k)) for k in COLUMNS}], header=False))
+
+
+def _csv(rows: list[dict[str, Any]], *, header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import archive, write_atomic
+from ..files import archive, write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"

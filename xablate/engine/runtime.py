@@ -1,4 +1,7 @@
-"""Where and how a run computes: device, threads, precision, memory format, and the allocator."""
+"""Where and how a run computes: device, hardware, threads, precision, memory format and determinism.
+
+What a job's share of the machine is under a sweep launcher is `jobs.py`'s; the allocator's settings are
+made in `xablate/__main__.py`, before torch is imported."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .jobs import launcher_threads
 
 
 def select_device(name: str) -> torch.device:
@@ -52,39 +56,6 @@ def hardware(device: torch.device) -> str:
     return f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
-def thread_share(n_jobs: int, cores: int) -> int:
-    """Intra-op threads per job when `n_jobs` jobs run side by side on `cores` cores (joblib's n_jobs < 0
-    means one job per core): an even split, at least one each, so that jobs never oversubscribe the cores."""
-    return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
-
-
-def gpu_for_job(job_num: int, n_jobs: int | None, gpu_count: int) -> int | None:
-    """The GPU index of job `job_num` of a sweep: round-robin (job N takes GPU N mod count) when jobs run
-    side by side (`n_jobs` set) on a machine with several GPUs, so K jobs on G < K GPUs share each GPU
-    K / G ways; None (the device as configured) for sequential sweeps or at most one GPU."""
-    if n_jobs is None or gpu_count < 2:
-        return None
-    return job_num % gpu_count
-
-
-def launcher_threads(launcher: Mapping[str, Any] | None = None) -> int | None:
-    """The intra-op thread share of one job under the sweep's launcher (`launcher`, by default the running
-    job's), when it runs jobs side by side: `cpus_per_task` (submitit) or cores // n_jobs (joblib). None for
-    sequential launching."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if launcher is None:
-        if not HydraConfig.initialized():
-            return None
-        launcher = HydraConfig.get().launcher
-    if launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    n_jobs = launcher.get("n_jobs")
-    if n_jobs is None:
-        return None
-    return thread_share(n_jobs, os.cpu_count() or 1)
-
-
 def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Where and how a cell computes, as its `summary.json` records it: the same cell trained on another
     device or kind of CPU, or with another thread count, precision, torch release or backward route, can end
@@ -101,33 +72,9 @@ def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> di
     }
 
 
-SETTING_PHRASES: dict[str, str] = {
-    "device": "on {}", "hardware": "on {}", "threads": "with {} threads", "precision": "at precision {}",
-    "torch": "with torch {}", "fast_backward": "with trainer.fast_backward={}",
-}  # fmt: skip
-SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False}
-"""What runs made before a setting was recorded in summary.json used (the library's backward)."""
-
-
-def setting_mismatch(there: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:
-    """Why a run with setting `there` is not this one's twin (None when it is)."""
-    there = {**SETTING_BEFORE_RECORDED, **{k: v for k, v in there.items() if v is not None}}
-    for key, value in here.items():
-        if there.get(key) != value:
-            was = "(not recorded)" if there.get(key) is None else there[key]
-            return f"trained {SETTING_PHRASES[key].format(was)} there, {value} here"
-    return None
-
-
-def job_gpu(device: torch.device) -> torch.device:
-    """The CUDA device of this job of a parallel sweep (`gpu_for_job`); other devices are left alone."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if device.type != "cuda" or device.index is not None or not HydraConfig.initialized():
-        return device
-    config = HydraConfig.get()
-    index = gpu_for_job(config.job.num, config.launcher.get("n_jobs"), torch.cuda.device_count())
-    return device if index is None else torch.device("cuda", index)
+def memory_format_of(channels_last: bool) -> torch.memory_format:
+    """The training's memory format: channels_last (NHWC, faster on CPU for every segments value) or NCHW."""
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

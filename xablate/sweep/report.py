@@ -15,14 +15,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .convergence import NOT_CONVERGED, still_rising
-from .files import write_atomic
-from .identity import cell_folder
-from .lock import holder_if_live
-from .metrics import METRICS
-from .reuse import completed_twin
-from .runtime import execution_setting
-from .summary import read_summary
+from ..cell.lock import holder_if_live
+from ..cell.reuse import completed_twin
+from ..convergence import NOT_CONVERGED, still_rising
+from ..engine.log import METRICS
+from ..engine.runtime import execution_setting
+from ..files import write_atomic
+from ..spec.cell import Cell
+from ..spec.record import read_summary
 
 DONE = ("completed", "dry_run")
 
@@ -41,7 +41,7 @@ def announce(cells: list[DictConfig]) -> str:
         return f"sweep: {len(cells)} cells, dry run"
     if cells and cells[0].rerun:
         return f"sweep: {len(cells)} cells, rerun=true: all run again (earlier files move to archive/)"
-    status = [_status_now(cell_folder(c)) for c in cells]
+    status = [_status_now(Cell.of(c).folder) for c in cells]
     before = Counter(status)
     parts = [f"{before['completed']} completed earlier (skipped)"] if before["completed"] else []
     if before["running"]:
@@ -51,7 +51,9 @@ def announce(cells: list[DictConfig]) -> str:
             f"{before['interrupted'] + before['failed']} interrupted or failed (retried from their checkpoints)"
         )
     fresh = [c for c, s in zip(cells, status, strict=True) if s in ("new", "dry_run")]
-    twins = [completed_twin(cell_folder(c), execution_setting(c, c.hydra.launcher)) if c.reuse else None for c in fresh]
+    twins = [
+        completed_twin(Cell.of(c).folder, execution_setting(c, c.hydra.launcher)) if c.reuse else None for c in fresh
+    ]
     reused = sum(1 for t in twins if t is not None and t.mismatch is None)
     if reused:
         parts.append(f"{reused} completed in another study (copied, not trained again)")
@@ -65,7 +67,7 @@ def announce(cells: list[DictConfig]) -> str:
 def report_rows(cells: list[DictConfig]) -> list[dict[str, Any]]:
     rows = []
     for cfg in cells:
-        folder = cell_folder(cfg)
+        folder = Cell.of(cfg).folder
         summary = read_summary(folder) or {"status": "missing", "error": "no summary.json was written"}
         if summary.get("status") not in DONE and (holder := holder_if_live(folder)) is not None:
             summary = {**summary, "status": "running", "error": f"running elsewhere ({holder})"}
@@ -123,17 +125,17 @@ def _val_curve(folder: Path) -> list[tuple[float, float, float]]:
 def budget_note(cells: list[DictConfig]) -> str | None:
     """What the sweep's training budget was and, when its cells were still learning at the end, that
     differences between them are differences in the speed of learning, not results at convergence."""
-    done = [(c, s) for c in cells if (s := read_summary(cell_folder(c)) or {}).get("status") == "completed"]
+    done = [(c, s) for c in cells if (s := read_summary(Cell.of(c).folder) or {}).get("status") == "completed"]
     if not done:
         return None
     cfg, summary = done[0]
     steps, batch = summary.get("steps"), cfg.data.batch_size
     if not isinstance(steps, int):
         return None
-    curve = _val_curve(cell_folder(cfg))
+    curve = _val_curve(Cell.of(cfg).folder)
     epochs = f" ({curve[-1][1]:.3g} epochs)" if curve else ""
     line = f"budget: {steps} steps of {batch} images, {steps * batch:,} images{epochs} per cell"
-    rising = sum(still_rising([(step, top1) for step, _, top1 in _val_curve(cell_folder(c))]) for c, _ in done)
+    rising = sum(still_rising([(step, top1) for step, _, top1 in _val_curve(Cell.of(c).folder)]) for c, _ in done)
     if rising:
         line += f"; validation top-1 still rising at the end in {rising} of {len(done)} cells: {NOT_CONVERGED}"
     return line
@@ -142,7 +144,7 @@ def budget_note(cells: list[DictConfig]) -> str | None:
 def finish(cells: list[DictConfig]) -> int:
     """Print and write the report of a finished sweep; return the number of cells that did not succeed."""
     rows = report_rows(cells)
-    sweep_dirs = sorted({cell_folder(c).parent for c in cells})
+    sweep_dirs = sorted({Cell.of(c).folder.parent for c in cells})
     print("\n" + format_table(rows), flush=True)
     if (note := budget_note(cells)) is not None:
         print(note, flush=True)

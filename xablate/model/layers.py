@@ -13,8 +13,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from .axes import Segments, parse_choice
-from .errors import ConfigError
+from ..axes import Segments, parse_choice
+from ..errors import ConfigError
 from .spatial import SpatialConv2d
 
 Order = Literal["depthwise_first", "pointwise_first"]

@@ -1,23 +1,14 @@
-"""Training metrics: the interval accumulator, and `metrics.csv` (one row per logged training interval and
-per evaluation, appended as the run goes)."""
+"""The training metrics of a logging interval, accumulated on the device and read once per interval."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import distributed
 from .distributed import SINGLE, World
-from .files import append_text, write_atomic
-
-COLUMNS: tuple[str, ...] = ("step", "epoch", "split", "loss", "top1", "top5", "lr", "img_per_s", "wall_s", "ce")
-"""`loss` is the objective (label smoothing included); `ce`, on training rows, the plain cross-entropy."""
-METRICS = "metrics.csv"
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
@@ -104,33 +95,3 @@ class IntervalMeter:
         self.loss, self.ce = state["interval_loss"], state.get("interval_ce", 0.0)
         self.correct1, self.correct5 = state["interval_correct1"], state["interval_correct5"]
         self.images, self.seconds = state["interval_images"], state["interval_s"]
-
-
-class MetricsLog:
-    """Appends rows to `metrics.csv`; on resume, first drops rows past the checkpoint (they will be redone)."""
-
-    def __init__(self, path: Path, resume_step: int | None) -> None:
-        self.path = path
-        rows: list[dict[str, Any]] = []
-        if resume_step is not None and path.exists():
-            with path.open(newline="") as fh:
-                rows = [row for row in csv.DictReader(fh) if int(row["step"]) <= resume_step]
-        write_atomic(path, _csv(rows, header=True))
-
-    def write(self, row: dict[str, Any]) -> None:
-        append_text(self.path, _csv([{k: _fmt(row.get(k)) for k in COLUMNS}], header=False))
-
-
-def _csv(rows: list[dict[str, Any]], *, header: bool) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS)
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value

@@ -6,6 +6,7 @@ compute the same run (CPU threads, GPU determinism), so the same cell always lan
 running a command again finds its earlier results instead of overwriting or repeating them.
 
 Parsed once, at the entry, into a frozen `Cell`; the layers below take the `Cell`, never the raw axes.
+No torch and no file access here: the analysis and the sweep's report use it too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .axes import Axes, parse_bool, parse_segments
-from .summary import read_summary
+from ..axes import Axes
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
@@ -59,8 +59,9 @@ def plain_values(cfg: DictConfig, skip: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def _identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus `KEY_EXCLUDE` and the unset `KEY_ONLY_WHEN_SET`."""
+def _identity(cfg: DictConfig, axes: Axes) -> dict[str, Any]:
+    """The resolved config minus `KEY_EXCLUDE` and the unset `KEY_ONLY_WHEN_SET`, with the parsed `axes`'
+    segments and residual (so that `segments=4` and `segments='4'` are one cell)."""
     container = plain_values(cfg, KEY_EXCLUDE)
     for dotted in KEY_EXCLUDE:
         _drop(container, dotted)
@@ -71,29 +72,17 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
             _drop(container, dotted)
     if "holdout" not in container.get("data", {}):
         _drop(container, "data.holdout_seed")
-    container["segments"] = parse_segments(container["segments"])
-    container["residual"] = parse_bool("residual", container["residual"])
+    container["segments"] = axes.segments
+    container["residual"] = axes.residual
     return container
 
 
-def run_key(cfg: DictConfig) -> str:
-    """Eight hex digits that identify a run's config; stable across processes and machines."""
-    blob = json.dumps(_identity(cfg), sort_keys=True, separators=(",", ":"))
+def run_key(cfg: DictConfig, axes: Axes | None = None) -> str:
+    """Eight hex digits that identify a run's config; stable across processes and machines. `axes`, when
+    the caller has parsed them already, saves parsing them again."""
+    identity = _identity(cfg, Axes.parse(cfg) if axes is None else axes)
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-
-def run_name(cfg: DictConfig) -> str:
-    """A readable name from the axes, such as `seg4-relu-res-s0` (`segdw` for depthwise)."""
-    return "-".join([*Axes.parse(cfg).name_parts, f"s{cfg.seed}"])
-
-
-def run_dir_name(cfg: DictConfig) -> str:
-    return f"{run_name(cfg)}-{run_key(cfg)}"
-
-
-def cell_folder(cfg: DictConfig) -> Path:
-    """`<out_dir>/<study>/<name>-<key>`: where the cell's files go, known before anything is launched."""
-    return Path(cfg.out_dir) / str(cfg.study) / run_dir_name(cfg)
 
 
 @dataclass(frozen=True)
@@ -112,7 +101,8 @@ class Cell:
     @classmethod
     def of(cls, cfg: DictConfig) -> Cell:
         """Parse a composed config's identity (raises a one-line ConfigError for a bad axis value)."""
-        axes, seed, key = Axes.parse(cfg), int(cfg.seed), run_key(cfg)
+        axes = Axes.parse(cfg)
+        seed, key = int(cfg.seed), run_key(cfg, axes)
         name = "-".join([*axes.name_parts, f"s{seed}"])
         return cls(
             axes=axes,
@@ -136,20 +126,3 @@ class Cell:
             **self.axes.as_dict(),
             "seed": self.seed,
         }
-
-
-def output_subdir(cfg: DictConfig) -> str | None:
-    """Hydra's `output_subdir` for the job `cfg`: `.hydra`, or None (Hydra then saves no config) for a cell
-    that already completed and that this job will skip, so that its `.hydra/` stays that of its run."""
-    summary = read_summary(cell_folder(cfg))
-    done = summary is not None and summary.get("status") == "completed" and not cfg.rerun
-    return None if done else ".hydra"
-
-
-def register_resolvers() -> None:
-    """`${xablate_run_dir:}` in `conf/config.yaml` names each run's directory, `${xablate_output_subdir:}`
-    where Hydra saves its config."""
-    if not OmegaConf.has_resolver("xablate_run_dir"):
-        OmegaConf.register_new_resolver("xablate_run_dir", lambda *, _root_: run_dir_name(_root_))
-    if not OmegaConf.has_resolver("xablate_output_subdir"):
-        OmegaConf.register_new_resolver("xablate_output_subdir", lambda *, _root_: output_subdir(_root_))

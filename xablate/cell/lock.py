@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .files import write_error
+from ..files import write_error
 
 LOCK = ".lock"
 

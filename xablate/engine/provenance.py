@@ -36,7 +36,7 @@ def provenance() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "git": git_state(Path(__file__).resolve().parent.parent),
+        "git": git_state(Path(__file__).resolve().parents[2]),
         "packages": versions,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -32,12 +32,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.xablate_preflight import RecordingLauncher, is_enough_jobs
 
-from .config import validate
-from .data import check_data
-from .errors import ConfigError
-from .files import unwritable_reason
+from ..data import check_data
+from ..errors import ConfigError
+from ..files import unwritable_reason
+from ..spec.validate import validate
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _group_options(group: str) -> list[str]:

@@ -19,11 +19,28 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .identity import Cell
+from ..engine.tracking import Tracker
+from ..spec.cell import Cell
+from ..spec.record import SUMMARY, read_summary, reused_record, write_summary
 from .lock import LOCK
-from .runtime import setting_mismatch
-from .summary import SUMMARY, read_summary, write_json_atomic
-from .tracking import Tracker
+
+SETTING_PHRASES: dict[str, str] = {
+    "device": "on {}", "hardware": "on {}", "threads": "with {} threads", "precision": "at precision {}",
+    "torch": "with torch {}", "fast_backward": "with trainer.fast_backward={}",
+}  # fmt: skip
+SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False}
+"""What runs made before a setting was recorded in summary.json used (the library's backward)."""
+
+
+def setting_mismatch(there: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:
+    """Why a run with setting `there` is not this one's twin (None when it is)."""
+    there = {**SETTING_BEFORE_RECORDED, **{k: v for k, v in there.items() if v is not None}}
+    for key, value in here.items():
+        if there.get(key) != value:
+            was = "(not recorded)" if there.get(key) is None else there[key]
+            return f"trained {SETTING_PHRASES[key].format(was)} there, {value} here"
+    return None
+
 
 NOT_COPIED = frozenset({SUMMARY, LOCK, "wandb", ".hydra", "archive"})
 
@@ -58,8 +75,8 @@ def reuse(cfg: DictConfig, cell: Cell, source: Path, out: Path) -> dict[str, Any
         shutil.copy2(entry, out / entry.name)
     summary = read_summary(source)
     assert summary is not None
-    summary = {**summary, "study": cell.study, "reused_from": summary.get("reused_from", str(source))}
-    write_json_atomic(out / SUMMARY, summary)
+    summary = reused_record(summary, cell.study, source)
+    write_summary(out, summary)
     if summary.get("wandb_id"):
         trained_in = Path(summary["reused_from"]).parent.name
         Tracker(cfg, cell, out, retag=(summary["wandb_id"], trained_in), studies=studies_of(out)).finish()

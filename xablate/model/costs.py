@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import Xception, count_params
+from .xception import Xception, count_params
 
 STAGES: tuple[str, ...] = ("stem", "entry", "middle", "exit")
 

@@ -17,28 +17,38 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from . import distributed
-from .config import build_model, input_shape, validate
-from .costs import format_costs, profile
-from .data import check_data
-from .distributed import world_from_env
-from .errors import ConfigError
-from .identity import Cell
-from .lock import LOCK, CellBusy, acquire, release
-from .metrics import METRICS
-from .provenance import provenance
-from .reuse import completed_twin, reuse
-from .runtime import (
+from ..data import check_data
+from ..engine import distributed
+from ..engine.distributed import world_from_env
+from ..engine.jobs import job_gpu, launcher_threads
+from ..engine.log import METRICS
+from ..engine.loop import fit
+from ..engine.provenance import provenance
+from ..engine.runtime import (
     check_precision,
     deterministic,
     execution_setting,
-    job_gpu,
-    launcher_threads,
     select_device,
     threads,
 )
-from .summary import SUMMARY, objective_value, read_summary, write_json_atomic
-from .train import Attempt, train
+from ..engine.state import Attempt
+from ..errors import ConfigError
+from ..files import write_json_atomic
+from ..model.costs import format_costs, profile
+from ..spec.cell import Cell
+from ..spec.record import (
+    SUMMARY,
+    dry_run_record,
+    failed_record,
+    objective_value,
+    read_summary,
+    running_record,
+    skipped_record,
+    write_summary,
+)
+from ..spec.validate import build_model, input_shape, validate
+from .lock import LOCK, CellBusy, acquire, release
+from .reuse import completed_twin, reuse
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -49,7 +59,7 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         return dry_run(cfg, cell, out)
     if cfg.tune is not None and (read_summary(out) or {}).get("status") != "completed":
         return tune_and_train(cfg, cell, out)
-    return train_cell(cfg, cell, out)
+    return fit_cell(cfg, cell, out)
 
 
 def tuning_trials(cfg: DictConfig, cell: Cell) -> list[tuple[DictConfig, Path]]:
@@ -70,7 +80,7 @@ def tune_and_train(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
     split is best, and train the cell with it; its summary records the choice and every trial's result."""
     param, results = str(cfg.tune.param), []
     for trial, folder in tuning_trials(cfg, cell):
-        summary = train_cell(trial, Cell.of(trial), folder, job_type="tune", record={"tuning": True})
+        summary = fit_cell(trial, Cell.of(trial), folder, job_type="tune", record={"tuning": True})
         score = objective_value(summary, str(cfg.objective))
         results.append({"value": OmegaConf.select(trial, param), "objective": score, "run": folder.name})
     scored = [r for r in results if r["objective"] is not None]
@@ -82,7 +92,7 @@ def tune_and_train(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
     OmegaConf.update(tuned, param, best["value"])
     tuned_record = {"param": param, "value": best["value"], "objective": str(cfg.objective), "trials": results}
     print(f"{out.name}: tuned {param}={best['value']} ({cfg.objective} {best['objective']:.4f})", flush=True)
-    return train_cell(tuned, cell, out, record={"tuned": tuned_record})
+    return fit_cell(tuned, cell, out, record={"tuned": tuned_record})
 
 
 def dry_run(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
@@ -95,28 +105,21 @@ def dry_run(cfg: DictConfig, cell: Cell, out: Path) -> dict[str, Any]:
     print(format_costs(cell.name, f"{cell.model} on {cell.data}", input_shape(cfg), cost), flush=True)
     if not cfg.data.check:
         print(f"  data check skipped (data.check=false): {cfg.data.root!r} not looked at", flush=True)
-    summary = {
-        "status": "dry_run",
-        **cell.record(),
-        "params": cost.params,
-        "macs": cost.macs,
-        "stages": [
-            {"name": s.name, "out_shape": list(s.out_shape), "params": s.params, "macs": s.macs} for s in cost.stages
-        ],
-    }
+    stages = [{"name": s.name, "out_shape": list(s.out_shape), "params": s.params, "macs": s.macs} for s in cost.stages]
+    summary = dry_run_record(cell, cost.params, cost.macs, stages)
     previous = read_summary(out)
     if previous is not None and previous.get("status") != "dry_run":
         print(f"  {out / SUMMARY} holds a {previous.get('status')} run: left as it is", flush=True)
         return summary
-    write_json_atomic(out / SUMMARY, summary)
+    write_summary(out, summary)
     return summary
 
 
 def record_failure(cfg: DictConfig, error: str, out: Path | None = None) -> dict[str, Any]:
     """A `failed` summary for a cell that stopped before training could record anything itself."""
     cell = Cell.of(cfg)
-    summary = {"status": "failed", **cell.record(), "error": error}
-    write_json_atomic((cell.folder if out is None else out) / SUMMARY, summary)
+    summary = failed_record(cell, error)
+    write_summary(cell.folder if out is None else out, summary)
     return summary
 
 
@@ -154,7 +157,7 @@ def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, A
             "skipped (rerun=true runs it again, keeping these results in archive/)",
             flush=True,
         )
-        return {**previous, "skipped": True}
+        return skipped_record(previous)
     fresh = (previous or {}).get("status") in (None, "dry_run")
     twin = completed_twin(out, execution_setting(cfg)) if fresh and cfg.reuse and not cfg.rerun else None
     if twin is None:
@@ -183,7 +186,7 @@ def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> Non
     write_json_atomic(out / "provenance.json", provenance())
 
 
-def train_cell(
+def fit_cell(
     cfg: DictConfig, cell: Cell, out: Path, *, job_type: str = "train", record: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Train the cell, or skip it when it already completed; resume from `out/checkpoint.pt` if present.
@@ -211,7 +214,7 @@ def train_cell(
             _prepare(cfg, out, previous)
         distributed.barrier(world)
         with threads(cfg.trainer.threads or launcher_threads()):
-            return train(cfg, cell, out, device, world, Attempt(attempt_number(out), job_type, record or {}))
+            return fit(cfg, cell, out, device, world, Attempt(attempt_number(out), job_type, record or {}))
     finally:
         if holder is not None:
             release(out, holder)
@@ -223,7 +226,7 @@ def _running(cell: Cell, busy: CellBusy | None) -> dict[str, Any]:
     writes nothing there; every rank stops."""
     if busy is not None:
         print(f"xablate: {busy}", file=sys.stderr, flush=True)
-    return {"status": "running", **cell.record(), "error": str(busy or "running elsewhere")}
+    return running_record(cell, str(busy or "running elsewhere"))
 
 
 def exit_code(summary: dict[str, Any]) -> int:
