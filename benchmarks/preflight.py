@@ -1,6 +1,6 @@
 """How long a command waits before its first cell starts: `check_command` over a study's cells.
 
-Every `python -m xablate` first composes and validates each cell of its command (xablate/preflight.py).
+Every `python -m xablate` first composes and validates each cell of its command (xablate/sweep/check.py).
 This times that check for `--command` (default: the 95 cells of `experiment=fig10`), in a fresh process
 per repetition, for this tree and, with `--against COMMIT`, for COMMIT checked out into a temporary git
 worktree; the two alternate (old, new, old, new...) so that machine drift hits both. Printed as Markdown.

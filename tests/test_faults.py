@@ -1,7 +1,7 @@
 """Faults a run must survive and hostile values it must refuse, each as a user or a machine would cause it.
 
 A full disk (a real 4 MB tmpfs where the machine lets us mount one), a checkpoint cut short, two processes
-on one cell, a checkpoint crafted to run code, and the bad values of issue 13, each refused in one line by
+on one cell, a checkpoint crafted to run code, and hostile values on the command line, each refused in one line by
 `python -m xablate` in a subprocess.
 """
 

@@ -1,6 +1,6 @@
 """A Hydra launcher that launches nothing: it records the jobs a sweeper asks for.
 
-xablate's pre-launch check (`xablate/preflight.py`) configures it as `hydra.launcher` and lets the command's
+xablate's pre-launch check (`xablate/sweep/check.py`) configures it as `hydra.launcher` and lets the command's
 own sweeper run, so the cells come from that sweeper's public `sweep` method, whatever the sweeper. Hydra
 instantiates plugins only from the `hydra_plugins` package, hence this home.
 """

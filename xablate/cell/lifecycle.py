@@ -2,7 +2,7 @@
 
 `run(cfg)` is the whole of one job: the Hydra entry point and the tests call it, and it returns the
 cell's summary (also written to its folder's `summary.json`). Training holds the cell's lock (see
-`lock.py`): a cell another live process holds is not touched, and its summary here has status `running`.
+`lock.py` beside it): a cell another live process holds is not touched, and its summary here has status `running`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A small data set held on the device as uint8 tensors, batched, augmented and normalised there (STYLE 10)."""
+"""A small data set held on the device as uint8 tensors, batched, augmented and normalised there."""
 
 from __future__ import annotations
 

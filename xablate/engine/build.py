@@ -2,7 +2,7 @@
 
 Deliberately plain (airbench / nanoGPT style): data already on the device, a schedule that is a pure
 function of the step, and a step that is one function a benchmark or a notebook can call as the loop does.
-The loop itself (`train.py`) strings these together; the cell's lifecycle (`lifecycle.py`) sits above it.
+The loop itself (`loop.py`) strings these together; the cell's lifecycle (`xablate/cell/`) sits above it.
 """
 
 from __future__ import annotations

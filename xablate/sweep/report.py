@@ -1,6 +1,6 @@
 """A sweep as a whole: what its cells' folders already hold before it starts, and a report when it ends.
 
-Every cell has a deterministic folder (see `identity.py`), so the parent process knows where each job will
+Every cell has a deterministic folder (see `xablate/spec/cell.py`), so the parent process knows where each job will
 write before Hydra launches anything, whatever the launcher, and can read the verdicts afterwards.
 """
 
