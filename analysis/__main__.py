@@ -15,9 +15,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .axes import AXES, REPLICATE, allowed, parse_value, text
+
+if TYPE_CHECKING:
+    from .load import Runs
+    from .report import Report
 
 WHERE_AXES: tuple[str, ...] = (*AXES, REPLICATE)
 
@@ -141,6 +145,48 @@ def warn_left_out(problems: Sequence[Any]) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def select(data: Runs, selection: dict[str, list[Any]], where: str) -> Runs:
+    """The runs `selection` keeps; one line and exit status 2 when there are none."""
+    if not len(data):
+        fail(f"no completed runs found in {where} (a run folder holds summary.json and metrics.csv)")
+    selected = data.where(selection)
+    if not len(selected):
+        present = "; ".join(
+            f"{axis}: {', '.join(text(v) for v in sorted(set(data.runs[axis].map(text))))}" for axis in selection
+        )
+        flags = " ".join(f"--where {a}={'|'.join(text(v) for v in vs)}" for a, vs in selection.items())
+        fail(f"{flags} matches none of the {len(data)} runs; values present: {present}")
+    return selected
+
+
+def analyse(
+    args: argparse.Namespace, selected: Runs, paths: list[Path], selection: dict[str, list[Any]], out: Path
+) -> Report:
+    """`run_analysis` as the flags ask; a study design it cannot follow (a malformed `design.baseline`) is one
+    line and exit status 2, raised before any file is written."""
+    from xablate.errors import ConfigError
+
+    from .report import run_analysis
+
+    entity, project = args.wandb.split("/") if args.wandb else (None, None)
+    try:
+        return run_analysis(
+            selected,
+            out,
+            selection=selection,
+            sources=[str(p) for p in paths] + ([f"wandb:{args.wandb}"] if args.wandb else []),
+            wandb_mode=args.wandb_mode,
+            project=project,
+            entity=entity,
+            group=args.group,
+            model="paired" if args.paired else "pooled" if args.pooled else None,
+            margin=args.margin,
+            plan=args.plan,
+        )
+    except ConfigError as error:
+        fail(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -167,39 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     data = parts[0] if len(parts) == 1 else combine(parts)
     warn_left_out(data.problems)
-    where = " ".join(str(p) for p in paths) + (f" W&B {args.wandb}" if args.wandb else "")
-    if not len(data):
-        fail(f"no completed runs found in {where.strip()} (a run folder holds summary.json and metrics.csv)")
-    selected = data.where(selection)
-    if not len(selected):
-        present = "; ".join(
-            f"{axis}: {', '.join(text(v) for v in sorted(set(data.runs[axis].map(text))))}" for axis in selection
-        )
-        flags = " ".join(f"--where {a}={'|'.join(text(v) for v in vs)}" for a, vs in selection.items())
-        fail(f"{flags} matches none of the {len(data)} runs; values present: {present}")
-
-    from .report import run_analysis
-
+    where = (" ".join(str(p) for p in paths) + (f" W&B {args.wandb}" if args.wandb else "")).strip()
+    selected = select(data, selection, where)
     print(
-        f"analysis: {len(selected)} run(s) from {where.strip()}"
-        + (f", {len(data.problems)} left out" if data.problems else "")
+        f"analysis: {len(selected)} run(s) from {where}" + (f", {len(data.problems)} left out" if data.problems else "")
     )
-    project, entity = None, None
-    if args.wandb:
-        entity, project = args.wandb.split("/")
-    report = run_analysis(
-        selected,
-        out,
-        selection=selection,
-        sources=[str(p) for p in paths] + ([f"wandb:{args.wandb}"] if args.wandb else []),
-        wandb_mode=args.wandb_mode,
-        project=project,
-        entity=entity,
-        group=args.group,
-        model="paired" if args.paired else "pooled" if args.pooled else None,
-        margin=args.margin,
-        plan=args.plan,
-    )
+    report = analyse(args, selected, paths, selection, out)
     print("\n".join(report.lines))
     if report.published is not None and report.published.warning:
         print(f"analysis: warning: {report.published.warning}", file=sys.stderr)

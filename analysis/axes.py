@@ -14,8 +14,8 @@ from xablate.axes import ACTIVATIONS, BOOL_AXES, BUDGETS, CHOICES, DEPTHWISE, OR
 from xablate.errors import ConfigError
 
 __all__ = [
-    "ACTIVATIONS", "AXES", "BASELINE", "BOOL_AXES", "BUDGETS", "DEPTHWISE", "FIGURES", "ORDERS", "REPLICATE",
-    "allowed", "is_baseline", "legend_label", "ordered", "parse_value", "sort_key", "text",
+    "ACTIVATIONS", "ACTIVATION_NAMES", "AXES", "BASELINE", "BOOL_AXES", "BUDGETS", "DEPTHWISE", "FIGURES", "ORDERS",
+    "REPLICATE", "allowed", "is_baseline", "legend_label", "ordered", "parse_value", "short_label", "sort_key", "text",
 ]  # fmt: skip
 
 AXES: tuple[str, ...] = (*_axes.NAMES, "model", "data")
@@ -63,19 +63,30 @@ def ordered(axis: str, values: Any) -> list[Any]:
     return sorted(distinct, key=lambda v: sort_key(axis, v))
 
 
-def legend_label(axis: str, value: Any) -> str:
-    """A value as a figure legend says it."""
-    if axis == "residual":
-        return "with residual connections" if value else "without residual connections"
-    if axis == "activation":
-        return {"none": "no activation", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}.get(
-            value, str(value)
-        )
+ACTIVATION_NAMES: dict[str, str] = {"none": "none", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"}
+"""How tables, verdicts and figures write each activation."""
+
+
+def short_label(axis: str, value: Any) -> str:
+    """A value as the comparisons name it: `ReLU`, `4 segments`, `depthwise`, `without residual`."""
     if axis == "segments":
-        if value == DEPTHWISE:
-            return "depthwise (Xception)"
-        return "1 segment (regular conv)" if value == 1 else f"{value} segments"
+        return DEPTHWISE if value == DEPTHWISE else ("1 segment" if value == 1 else f"{value} segments")
+    if axis == "residual" and isinstance(value, bool):
+        return "with residual" if value else "without residual"
+    if axis == "activation" and type(value) is str and value in ACTIVATION_NAMES:
+        return ACTIVATION_NAMES[value]
     return f"{axis}={text(value)}"
+
+
+def legend_label(axis: str, value: Any) -> str:
+    """A value as a figure legend says it: its short label, spelt out where a legend has the room."""
+    if axis == "residual":
+        return short_label(axis, bool(value)) + " connections"
+    if axis == "activation":
+        return "no activation" if value == "none" else ACTIVATION_NAMES.get(value, str(value))
+    if axis == "segments" and value in (DEPTHWISE, 1):
+        return short_label(axis, value) + (" (Xception)" if value == DEPTHWISE else " (regular conv)")
+    return short_label(axis, value)
 
 
 def is_baseline(axis: str, value: Any) -> bool:

@@ -2,9 +2,9 @@
 
 A *family* is the set of cells one figure compares (Fig. 9 residual, Fig. 10 activation, Fig. 11 segments),
 every other axis held fixed; a figure blocked by a second varying axis gives one family per `--where`
-selection. Within a family each cell is compared with the baseline cell (the paper's Xception value of the
-figure's axis), and for Fig. 10 every pair of activations too, unless the study's `design.comparisons` says
-otherwise (`baseline` or `pairwise`). Per family and metric:
+selection. Within a family each cell is compared with the baseline cell (the study's `design.baseline` value of
+the figure's axis, by default the paper's Xception's), and for Fig. 10 every pair of activations too, unless
+the study's `design.comparisons` says otherwise (`baseline` or `pairwise`). Per family and metric:
 
 - `diff`, `low`, `high`: the cell minus the baseline with its 95% interval, under the declared variance model;
 - `p`, `p_holm`: the two-sided p-value and Holm's adjustment over the family's comparisons of that metric;
@@ -15,15 +15,17 @@ otherwise (`baseline` or `pairwise`). Per family and metric:
 - `verdict`: `better` / `worse` when Holm's p < 0.05, else `equivalent` when TOST's p < 0.05, else
   `inconclusive`.
 
-The primary endpoint is the final test top-1 when every run of the family has one, else the final validation
-top-1; secondary ones are the final validation loss, the final unsmoothed training cross-entropy (when runs log
-it) and the area under the validation top-1 curve. Accuracies are in percentage points.
+The primary endpoint is the study's `design.primary`: the final test top-1 (by default) when every run of the
+family has one, else the final validation top-1; with `val_top1` the final validation top-1, the final test
+top-1 then coming first among the secondary ones. Those are the final validation loss, the final unsmoothed
+training cross-entropy (when runs log it) and the area under the validation top-1 curve. Accuracies are in
+percentage points.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -32,14 +34,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .axes import BASELINE, DEPTHWISE, text
+from .axes import BASELINE, text
+from .design import DEFAULT_MARGIN
 from .plan import plan_figures
 from .stats import Test, holm, paired_test, pooled_sd, pooled_test, welch_test
 
 ALPHA = 0.05
 POWER = 0.8
-DEFAULT_MARGIN = 0.5
-"""Equivalence margin for accuracies, in percentage points, when the study's config declares none."""
 PAIRWISE: frozenset[str] = frozenset({"activation"})
 """Figures whose cells are also compared pairwise (Fig. 10: ReLU against ELU as well as each against none)."""
 VERDICTS: tuple[str, ...] = ("better", "worse", "equivalent", "inconclusive")
@@ -71,8 +72,11 @@ def _is(value: Any) -> Callable[[Any], bool]:
     return lambda v: type(v) is type(value) and v == value
 
 
-def families(runs: pd.DataFrame) -> list[Family]:
-    """One family per drawable figure, and per `--where` selection of a figure that another axis blocks."""
+def families(runs: pd.DataFrame, baseline: Mapping[str, Any] | None = None) -> list[Family]:
+    """One family per drawable figure, and per `--where` selection of a figure that another axis blocks. Its
+    reference is `baseline`'s value of the figure's axis (the paper's Xception by default), or the first value
+    where none of its runs has that one."""
+    reference = BASELINE if baseline is None else baseline
     out = []
     for plan in plan_figures(runs):
         selections = [{}] if plan.drawable else plan.selections
@@ -81,7 +85,7 @@ def families(runs: pd.DataFrame) -> list[Family]:
             for axis, value in selection.items():
                 subset = subset[subset[axis].map(_is(value))]
             values = [v for v in plan.values if subset[plan.axis].map(_is(v)).any()]
-            base = BASELINE.get(plan.axis)
+            base = reference.get(plan.axis)
             baseline = base if any(_is(base)(v) for v in values) else values[0]
             suffix = "[" + ",".join(f"{a}={text(v)}" for a, v in selection.items()) + "]" if selection else ""
             out.append(Family(plan.name + suffix, plan.axis, values, baseline, subset.reset_index(drop=True)))
@@ -121,20 +125,25 @@ def _last_train_ce(curves: pd.DataFrame, run_id: Any) -> float:
     return float(ce.iloc[-1]) if len(ce) else math.nan
 
 
-def metrics_of(runs: pd.DataFrame) -> list[Metric]:
-    """The primary endpoint first, then the secondary ones the runs have values for."""
+TEST_TOP1 = Metric("final test top-1", "test_top1_pp", True, True)
+VAL_TOP1 = Metric("final val top-1", "top1_pp", True, True)
+SECONDARY: tuple[Metric, ...] = (
+    Metric("final val loss", "val_loss", False, False),
+    Metric("final train CE", "train_ce_final", False, False),
+    Metric("val top-1 AUC", "auc_pp", True, True),
+)
+
+
+def metrics_of(runs: pd.DataFrame, primary: str | None = None) -> list[Metric]:
+    """The primary endpoint first, then the secondary ones the runs have values for. `primary` is the study's
+    `design.primary`: `val_top1`, or `test_top1` (also when None), which falls back to the final val top-1
+    when a run has no test top-1."""
     test = runs["test_top1_pp"].astype(float)
-    primary = (
-        Metric("final test top-1", "test_top1_pp", True, True)
-        if len(test) and np.isfinite(test).all()
-        else Metric("final val top-1", "top1_pp", True, True)
-    )
-    secondary = [
-        Metric("final val loss", "val_loss", False, False),
-        Metric("final train CE", "train_ce_final", False, False),
-        Metric("val top-1 AUC", "auc_pp", True, True),
-    ]
-    return [primary, *(m for m in secondary if np.isfinite(runs[m.column].astype(float)).any())]
+    if primary == "val_top1":
+        lead, secondary = VAL_TOP1, (TEST_TOP1, *SECONDARY)
+    else:
+        lead, secondary = (TEST_TOP1 if len(test) and np.isfinite(test).all() else VAL_TOP1), SECONDARY
+    return [lead, *(m for m in secondary if np.isfinite(runs[m.column].astype(float)).any())]
 
 
 def pairs(family: Family, scope: str | None = None) -> list[tuple[Any, Any]]:
@@ -218,96 +227,13 @@ def comparisons(
     model: str = "welch",
     margin: float = DEFAULT_MARGIN,
     scope: str | None = None,
+    primary: str | None = None,
+    baseline: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Every family's comparisons, primary endpoint first within each family."""
+    """Every family's comparisons, primary endpoint first within each family; `primary` and `baseline` are the
+    study's declarations (`analysis.design`), None for the defaults."""
     rows: list[dict[str, Any]] = []
-    for family in families(with_endpoints(runs, curves)):
-        for metric in metrics_of(family.runs):
+    for family in families(with_endpoints(runs, curves), baseline):
+        for metric in metrics_of(family.runs, primary):
             rows += compare_family(family, metric, model, margin, scope)
     return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def study_margin(runs: pd.DataFrame, given: float | None) -> tuple[float, str]:
-    """The equivalence margin and where it came from: the study's `design.margin` (declared before the
-    runs) wins over `--margin`, which is only the fallback for studies that declared none."""
-    declared = sorted(
-        {float(m) for m in runs.get("design_margin", pd.Series(dtype=float)).astype(float) if math.isfinite(m)}
-    )
-    if declared:
-        return declared[0], "study config (design.margin)" + (f"; also {declared[1:]}" if len(declared) > 1 else "")
-    if given is not None:
-        return given, "--margin"
-    return DEFAULT_MARGIN, "default"
-
-
-def _declared_words(runs: pd.DataFrame, column: str) -> list[str]:
-    return sorted({v for v in runs.get(column, pd.Series(dtype=object)) if isinstance(v, str) and v})
-
-
-def study_variance(runs: pd.DataFrame, given: str | None) -> tuple[str, str]:
-    """The variance model and where it came from: the study's `design.variance` wins over `--paired` or
-    `--pooled`, which only choose for studies that declared none (Welch's then being the default)."""
-    declared = _declared_words(runs, "design_variance")
-    if declared:
-        return declared[0], "study config (design.variance)" + (f"; also {declared[1:]}" if len(declared) > 1 else "")
-    if given is not None:
-        return given, f"--{given}"
-    return "welch", "default"
-
-
-def study_scope(runs: pd.DataFrame) -> str | None:
-    """The study's `design.comparisons` (`baseline` or `pairwise`), None where it declared none."""
-    declared = _declared_words(runs, "design_comparisons")
-    return declared[0] if declared else None
-
-
-# Words ------------------------------------------------------------------------------------------------------------
-
-
-SHORT: dict[str, dict[Any, str]] = {
-    "activation": {"none": "none", "relu": "ReLU", "elu": "ELU", "gelu": "GELU", "silu": "SiLU"},
-    "residual": {True: "with residual", False: "without residual"},
-}
-
-
-def short_label(axis: str, value: Any) -> str:
-    if axis == "segments":
-        return "depthwise" if value == DEPTHWISE else ("1 segment" if value == 1 else f"{value} segments")
-    for key, label in SHORT.get(axis, {}).items():
-        if _is(key)(value):
-            return label
-    return f"{axis}={text(value)}"
-
-
-def p_text(p: float) -> str:
-    """Two decimals; three below 0.01 and near 0.05, where two would read as the threshold itself."""
-    if not math.isfinite(p):
-        return "n/a"
-    if p < 0.001:
-        return "< 0.001"
-    return f"{p:.3f}" if p < 0.01 or 0.045 <= p < 0.055 else f"{p:.2f}"
-
-
-def number(value: float, points: bool, signed: bool = False) -> str:
-    """Points with two decimals, losses with four."""
-    if not math.isfinite(value):
-        return "n/a"
-    return f"{value:{'+' if signed else ''}.{2 if points else 4}f}"
-
-
-def sentence(row: pd.Series) -> str:
-    """One comparison in words, e.g. `ReLU vs none, final val top-1: -1.03 points [-1.87, -0.19],
-    inconclusive (Holm p = 0.09); detectable: 1.2`."""
-    points = math.isfinite(row["margin"]) or "top-1" in str(row["metric"])
-    unit = " points" if points else ""
-    head = f"{short_label(row['axis'], row['cell'])} vs {short_label(row['axis'], row['baseline'])}, {row['metric']}"
-    estimate = (
-        f"{number(row['diff'], points, signed=True)}{unit} "
-        f"[{number(row['low'], points, signed=True)}, {number(row['high'], points, signed=True)}]"
-    )
-    if row["verdict"] == "equivalent":
-        why = f"equivalent within ±{row['margin']:g} (TOST p = {p_text(row['p_tost'])})"
-    else:
-        why = f"{row['verdict']} (Holm p = {p_text(row['p_holm'])})"
-    detectable = f"{row['mde']:.1f}" if points and math.isfinite(row["mde"]) else number(row["mde"], points)
-    return f"{head}: {estimate}, {why}; detectable: {detectable}"

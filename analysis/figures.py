@@ -29,10 +29,10 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from xablate.convergence import NOT_CONVERGED, still_rising
 from xablate.files import write_atomic
 
-from .axes import DEPTHWISE, is_baseline, legend_label, text
-from .compare import p_text, short_label
+from .axes import DEPTHWISE, is_baseline, legend_label, short_label, text
 from .plan import VERSIONS, FigurePlan
 from .stats import mean_interval
+from .verdicts import p_text
 
 OKABE_ITO: dict[str, str] = {
     "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",

@@ -44,8 +44,10 @@ NUMERIC_SUMMARY: tuple[str, ...] = (
     "test_top1", "test_top5", "test_loss", "train_ce",
 )  # fmt: skip
 IDENTITY: tuple[str, ...] = ("run_id", "source", "study", "name", "run_key")
-DESIGN_COLUMNS: tuple[str, ...] = ("design_margin", "design_variance", "design_comparisons")
-"""What a run's study declared in its config's `design` (the analysis follows it): NaN / empty when absent."""
+DESIGN_WORDS: tuple[str, ...] = ("variance", "comparisons", "primary", "baseline")
+DESIGN_COLUMNS: tuple[str, ...] = ("design_margin", *(f"design_{word}" for word in DESIGN_WORDS))
+"""What a run's study declared in its config's `design` (`analysis.design` follows it): NaN / empty when absent
+(older published runs.csv files lack the later columns)."""
 RUN_COLUMNS: tuple[str, ...] = (
     *IDENTITY, *AXES, REPLICATE, "status", *SUMMARY_VALUES, "project", "entity", *DESIGN_COLUMNS,
 )  # fmt: skip
@@ -58,7 +60,7 @@ WANDB_HISTORY: dict[str, dict[str, str]] = {
     for split in ("val", "train", "test")
 }
 """The W&B history keys of every metrics.csv column, by split: the trainer logs each row of metrics.csv as
-`<split>/<column>` at `_step` = the row's step (xablate/runlog.py; `val/lr` is not logged: NaN)."""
+`<split>/<column>` at `_step` = the row's step (xablate/engine/log.py; `val/lr` is not logged: NaN)."""
 
 SKIP_DIRS = frozenset({"wandb", ".hydra", "__pycache__", ".git", "tuning"})  # tuning: tune=lr trials
 
@@ -218,9 +220,8 @@ def read_published(folder: Path) -> tuple[list[tuple[dict[str, Any], pd.DataFram
         try:
             _check_status(values)
             row = run_row(values, source=str(values.get("source") or where))
+            row.update({column: values.get(column) for column in DESIGN_COLUMNS})
             row["design_margin"] = _number(values.get("design_margin"))
-            row["design_variance"] = values.get("design_variance")
-            row["design_comparisons"] = values.get("design_comparisons")
             row["project"], row["entity"] = values.get("project"), values.get("entity")
             row["run_id"] = str(values.get("run_id"))
             metrics = by_run.get(row["run_id"])
@@ -275,12 +276,8 @@ def design_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The `design` fields of a study's config the analysis follows, as the runs frame's columns."""
     design = config.get("design")
     design = design if isinstance(design, Mapping) else {}
-    words = {key: design.get(key) if isinstance(design.get(key), str) else None for key in ("variance", "comparisons")}
-    return {
-        "design_margin": design_margin(config),
-        "design_variance": words["variance"],
-        "design_comparisons": words["comparisons"],
-    }
+    words = {f"design_{key}": design.get(key) if isinstance(design.get(key), str) else None for key in DESIGN_WORDS}
+    return {"design_margin": design_margin(config), **words}
 
 
 def design_margin(config: Mapping[str, Any]) -> float:

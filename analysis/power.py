@@ -44,11 +44,14 @@ def seeds_needed(sd: float, target: float, comparisons: int) -> float:
     return math.inf
 
 
-def plan_rows(runs: pd.DataFrame, curves: pd.DataFrame, target: float, scope: str | None = None) -> pd.DataFrame:
-    """One row per family: its current detectable difference and the seeds per cell that `target` needs."""
+def plan_rows(
+    runs: pd.DataFrame, curves: pd.DataFrame, target: float, scope: str | None = None, primary: str | None = None
+) -> pd.DataFrame:
+    """One row per family: its current detectable difference and the seeds per cell that `target` needs, on
+    the primary endpoint (`primary`: the study's `design.primary`)."""
     rows: list[dict[str, Any]] = []
     for family in families(with_endpoints(runs, curves)):
-        metric = metrics_of(family.runs)[0]
+        metric = metrics_of(family.runs, primary)[0]
         column = family.runs[metric.column].astype(float)
         groups = [
             column[family.runs[family.axis].map(lambda v, x=x: type(v) is type(x) and v == x)] for x in family.values

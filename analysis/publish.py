@@ -56,6 +56,20 @@ def _artifact(wandb_module: Any, group: str, files: Sequence[Path], read_runs: S
     return artifact
 
 
+def _log(
+    wandb_module: Any, run: Any, figures: Mapping[str, Path], attachments: Sequence[Path], table: pd.DataFrame
+) -> None:
+    """The figures as images and the table as a W&B table, in one history row; the attachments as the run's
+    files."""
+    logged: dict[str, Any] = {name: wandb_module.Image(str(png), caption=name) for name, png in figures.items()}
+    logged["summary_table"] = wandb_module.Table(dataframe=wandb_table(table))
+    run.log(logged)
+    files = Path(run.dir)
+    for path in attachments:
+        shutil.copy2(path, files / path.name)
+        run.save(str(files / path.name), base_path=str(files), policy="end")
+
+
 def publish(
     out: Path,
     figures: Mapping[str, Path],
@@ -97,13 +111,7 @@ def publish(
         run_dir = Path(run.settings.sync_dir)
         final_mode = "offline" if run.offline else "online"
         try:
-            logged: dict[str, Any] = {name: wandb.Image(str(png), caption=name) for name, png in figures.items()}
-            logged["summary_table"] = wandb.Table(dataframe=wandb_table(table))
-            run.log(logged)
-            files = Path(run.dir)
-            for path in attachments:
-                shutil.copy2(path, files / path.name)
-                run.save(str(files / path.name), base_path=str(files), policy="end")
+            _log(wandb, run, figures, attachments, table)
             run.log_artifact(_artifact(wandb, group, [*figures.values(), *attachments], read_runs))
             run.summary.update(
                 {"n_runs": int(config.get("n_runs", 0)), "n_cells": len(table), "wandb_runs": list(read_runs)}

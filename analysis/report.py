@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from xablate.files import write_atomic
 
 from .axes import text
-from .compare import comparisons, study_margin, study_scope, study_variance
+from .compare import comparisons
+from .design import Design, baseline_text, ignored_flags, study_design
 from .figures import draw_all
 from .load import Runs
 from .plan import describe, plan_figures
@@ -26,7 +29,7 @@ from .power import plan_lines, plan_rows
 from .publish import Published, publish
 from .settings import mixed_settings
 from .tables import cell_table, write_tables
-from .verdicts import csv_text, notes, write_comparisons
+from .verdicts import csv_text, design_sentences, notes, write_comparisons
 
 MANIFEST = "analysis.json"
 
@@ -124,8 +127,10 @@ def run_analysis(
     plan: float | None = None,
 ) -> Report:
     """Write frames, tables, comparisons (and a seed plan) and figures for `data` (already selected) into
-    `out` and log them to W&B."""
-    report = Report()
+    `out` and log them to W&B. A study design the analysis cannot follow raises a one-line ConfigError before
+    any file is written."""
+    design = study_design(data.runs, model, margin)
+    report = Report(lines=ignored_flags(design, model, margin))
     output = Output(out)
     runs, curves = data.runs, data.curves
     for name, frame in (("runs.csv", runs), ("curves.csv", curves)):
@@ -134,72 +139,104 @@ def run_analysis(
             frame[column] = frame[column].map(text)
         output.write_text(out / name, frame.to_csv(index=False, na_rep=""))
     table = cell_table(runs, curves)
-    heading = title(data, selection)
-    report.tables = write_tables(table, runs, out, heading, output.write_text)
-    margin_used, margin_source = study_margin(runs, margin)
-    if margin is not None and margin_source.startswith("study") and margin != margin_used:
-        report.lines.append(f"--margin {margin:g} ignored: the study declared design.margin = {margin_used:g}")
-    model_used, model_source = study_variance(runs, model)
-    if model is not None and model_source.startswith("study") and model != model_used:
-        report.lines.append(f"--{model} ignored: the study declared design.variance = {model_used}")
-    scope = study_scope(runs)
-    compared = comparisons(runs, curves, model_used, margin_used, scope)
-    mixed = mixed_settings(runs)
-    report.lines += [f"warning: {sentence}" for sentence in mixed]
-    note = notes(model_used, model_source, margin_used, margin_source, scope)
-    note = " ".join([note, *(f"Warning: {sentence}." for sentence in mixed)])
-    report.tables += write_comparisons(compared, out, note, output.write_text)
-    if plan is not None:
-        seeds = plan_rows(runs, curves, plan, scope)
-        output.write_text(out / "plan.csv", csv_text(seeds))
-        report.tables.append(out / "plan.csv")
-        report.lines += plan_lines(seeds)
+    report.tables = write_tables(table, runs, out, title(data, selection), output.write_text)
+    compared, mixed = _compare(report, output, data, design, plan)
     plans = plan_figures(runs)
     report.lines += describe(plans, runs)
     report.figures = draw_all(plans, runs, curves, compared, out)
     for paths in report.figures.values():
         output.add(paths)
-    studies = sorted(set(runs["study"].astype(str)))
-    group = group or ",".join(studies)
-    projects = sorted({str(p) for p in runs["project"] if isinstance(p, str) and p})
-    entities = sorted({str(e) for e in runs["entity"] if isinstance(e, str) and e})
     details = {
         "sources": list(sources),
         "where": {a: [text(v) for v in vs] for a, vs in selection.items()},
         "n_runs": len(runs),
         "n_cells": len(table),
-        "variance_model": model_used,
-        "variance_source": model_source,
-        "comparisons": scope or "figure",
-        "margin": margin_used,
-        "margin_source": margin_source,
+        **_design_details(design),
         "left_out": [{"path": p.path, "reason": p.reason} for p in data.problems],
         "mixed_settings": mixed,
     }
     removed = output.finish(details)
+    wandb_lines = _publish(
+        report, output, data, table, details, mode=wandb_mode, project=project, entity=entity, group=group
+    )
+    report.lines.append(f"wrote {out}: {', '.join(p.name for p in output.files)}")
+    if removed:
+        report.lines.append("removed stale outputs of an earlier analysis: " + ", ".join(p.name for p in removed))
+    report.lines += wandb_lines
+    return report
+
+
+def _compare(
+    report: Report, output: Output, data: Runs, design: Design, plan: float | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Write the comparisons (and the seed plan) under the study's design: the table, and the sentences on
+    settings that vary within a study."""
+    runs, curves, out = data.runs, data.curves, output.out
+    compared = comparisons(runs, curves, design.model, design.margin, design.scope, design.primary, design.baseline)
+    mixed = mixed_settings(runs)
+    report.lines += [f"warning: {sentence}" for sentence in mixed]
+    note = notes(design.model, design.model_source, design.margin, design.margin_source, design.scope)
+    note = " ".join([note, *design_sentences(design, compared), *(f"Warning: {sentence}." for sentence in mixed)])
+    report.tables += write_comparisons(compared, out, note, output.write_text)
+    if plan is not None:
+        seeds = plan_rows(runs, curves, plan, design.scope, design.primary)
+        output.write_text(out / "plan.csv", csv_text(seeds))
+        report.tables.append(out / "plan.csv")
+        report.lines += plan_lines(seeds)
+    return compared, mixed
+
+
+def _design_details(design: Design) -> dict[str, Any]:
+    return {
+        "variance_model": design.model,
+        "variance_source": design.model_source,
+        "comparisons": design.scope or "figure",
+        "margin": design.margin,
+        "margin_source": design.margin_source,
+        "primary": design.primary or "test_top1",
+        "primary_source": design.primary_source,
+        "baseline": baseline_text(design.baseline),
+        "baseline_source": design.baseline_source,
+    }
+
+
+def _publish(
+    report: Report,
+    output: Output,
+    data: Runs,
+    table: pd.DataFrame,
+    details: Mapping[str, Any],
+    *,
+    mode: str,
+    project: str | None,
+    entity: str | None,
+    group: str | None,
+) -> list[str]:
+    """Log the analysis to W&B (`project` and `entity` by default those of the runs, when they share one);
+    the line that says where."""
+    runs, out = data.runs, output.out
+    studies = sorted(set(runs["study"].astype(str)))
+    group = group or ",".join(studies)
+    projects = sorted({str(p) for p in runs["project"] if isinstance(p, str) and p})
+    entities = sorted({str(e) for e in runs["entity"] if isinstance(e, str) and e})
     project = project or (projects[0] if len(projects) == 1 else "xablate")
     entity = entity or (entities[0] if len(entities) == 1 else None)
     pngs = {name: paths[0] for name, paths in report.figures.items()}
     attachments = [p for paths in report.figures.values() for p in paths if p.suffix == ".pdf"] + report.tables
-    report.published = publish(
+    report.published = published = publish(
         out,
         pngs,
         attachments,
         table,
-        mode=wandb_mode,
+        mode=mode,
         project=project,
         entity=entity,
         group=group,
         config={**details, "studies": studies},
         read_runs=sorted({str(i) for i in runs["wandb_id"] if isinstance(i, str) and i}),
     )
-    names = ", ".join(p.name for p in output.files)
-    report.lines.append(f"wrote {out}: {names}")
-    if removed:
-        report.lines.append("removed stale outputs of an earlier analysis: " + ", ".join(p.name for p in removed))
-    published = report.published
     if published.mode == "offline" and published.sync_command:
-        report.lines.append(f"W&B: analysis run saved offline; upload with `{published.sync_command}`")
-    elif published.mode == "online":
-        report.lines.append(f"W&B: analysis run logged online to {project}, group {group}")
-    return report
+        return [f"W&B: analysis run saved offline; upload with `{published.sync_command}`"]
+    if published.mode == "online":
+        return [f"W&B: analysis run logged online to {project}, group {group}"]
+    return []

@@ -10,14 +10,49 @@ from pathlib import Path
 
 import pandas as pd
 
-from .axes import text
-from .compare import number, p_text, sentence, short_label
+from .axes import BASELINE, short_label, text
+from .compare import TEST_TOP1
+from .design import Design, baseline_text
 from .tables import _tex
 
 Write = Callable[[Path, str], None]
 HEADERS: tuple[str, ...] = (
     "cell", "vs", "metric", "n", "Δ", "95% CI", "p", "Holm p", "TOST p", "detectable", "verdict",
 )  # fmt: skip
+
+
+def p_text(p: float) -> str:
+    """Two decimals; three below 0.01 and near 0.05, where two would read as the threshold itself."""
+    if not math.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 or 0.045 <= p < 0.055 else f"{p:.2f}"
+
+
+def number(value: float, points: bool, signed: bool = False) -> str:
+    """Points with two decimals, losses with four."""
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:{'+' if signed else ''}.{2 if points else 4}f}"
+
+
+def sentence(row: pd.Series) -> str:
+    """One comparison in words, e.g. `ReLU vs none, final val top-1: -1.03 points [-1.87, -0.19],
+    inconclusive (Holm p = 0.09); detectable: 1.2`."""
+    points = math.isfinite(row["margin"]) or "top-1" in str(row["metric"])
+    unit = " points" if points else ""
+    head = f"{short_label(row['axis'], row['cell'])} vs {short_label(row['axis'], row['baseline'])}, {row['metric']}"
+    estimate = (
+        f"{number(row['diff'], points, signed=True)}{unit} "
+        f"[{number(row['low'], points, signed=True)}, {number(row['high'], points, signed=True)}]"
+    )
+    if row["verdict"] == "equivalent":
+        why = f"equivalent within ±{row['margin']:g} (TOST p = {p_text(row['p_tost'])})"
+    else:
+        why = f"{row['verdict']} (Holm p = {p_text(row['p_holm'])})"
+    detectable = f"{row['mde']:.1f}" if points and math.isfinite(row["mde"]) else number(row["mde"], points)
+    return f"{head}: {estimate}, {why}; detectable: {detectable}"
 
 
 def _points(row: pd.Series) -> bool:
@@ -63,6 +98,25 @@ def notes(model: str, model_source: str, margin: float, source: str, scope: str 
         "family's pooled seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, "
         "else inconclusive."
     )
+
+
+def design_sentences(design: Design, table: pd.DataFrame) -> list[str]:
+    """What the notes add about the primary endpoint and the baseline: only where the study declared more
+    than one, a declared test top-1 fell back to val top-1, or the baseline is not the paper's Xception."""
+    out = []
+    fallback = [
+        str(family)
+        for family, rows in table.groupby("family", sort=False)
+        if design.primary == "test_top1" and rows["metric"].iloc[0] != TEST_TOP1.name
+    ]
+    if fallback or "; also " in design.primary_source:
+        said = f"Primary endpoint: {design.primary} ({design.primary_source})"
+        if fallback:
+            said += f"; the final val top-1 in {', '.join(fallback)}, where a run has no test top-1"
+        out.append(said + ".")
+    if design.baseline != BASELINE or "; also " in design.baseline_source:
+        out.append(f"Baseline: {baseline_text(design.baseline)} ({design.baseline_source}).")
+    return out
 
 
 def to_markdown(table: pd.DataFrame, note: str) -> str:

@@ -625,6 +625,50 @@ def test_a_study_trained_on_two_kinds_of_machine_says_so_in_its_verdicts(
     assert json.loads((tmp_path / "mixed" / "analysis.json").read_text())["mixed_settings"][0].startswith(warning)
 
 
+def declare(study: Path, **design: str) -> None:
+    """Edit the `design` node of every run's resolved config, as if the study had declared it."""
+    for run_dir in run_dirs(study).values():
+        path = run_dir / ".hydra" / "config.yaml"
+        config = yaml.safe_load(path.read_text())
+        config["design"].update(design)
+        path.write_text(yaml.safe_dump(config))
+
+
+def test_the_design_in_the_run_configs_decides_the_primary_endpoint_and_the_reference(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sweep's configs declare test top-1 (the default), which synthetic data has none of; then the
+    validation top-1 and the cell segments=1 residual=false, then a baseline the analysis cannot use."""
+    study = copy_sweep(sweep, tmp_path / "fx")
+    assert cli(capsys, study, "--out", tmp_path / "default", "--wandb-mode", "disabled")[0] == 0
+    table = pd.read_csv(tmp_path / "default" / "comparisons.csv", dtype=str)
+    families = list(dict.fromkeys(table["family"]))
+    assert set(table.groupby("family")["metric"].first()) == {"final val top-1"}
+    assert set(table["baseline"]) == {"depthwise", "true"}
+    assert (
+        f"Primary endpoint: test_top1 (study config (design.primary)); the final val top-1 in {', '.join(families)}, "
+        "where a run has no test top-1." in (tmp_path / "default" / "verdicts.md").read_text()
+    )
+
+    declare(study, primary="val_top1", baseline="segments=1 residual=false")
+    assert cli(capsys, study, "--out", tmp_path / "declared", "--wandb-mode", "disabled")[0] == 0
+    table = pd.read_csv(tmp_path / "declared" / "comparisons.csv", dtype=str)
+    assert set(table.groupby("family")["metric"].first()) == {"final val top-1"}
+    assert dict(table.groupby("axis")["baseline"].agg(set)) == {"residual": {"false"}, "segments": {"1"}}
+    verdicts = (tmp_path / "declared" / "verdicts.md").read_text()
+    assert "Primary endpoint" not in verdicts
+    assert "Baseline: segments=1 activation=none residual=false (study config (design.baseline))." in verdicts
+    assert set(pd.read_csv(tmp_path / "declared" / "runs.csv")["design_baseline"]) == {"segments=1 residual=false"}
+
+    declare(study, baseline="segments=one")
+    code, _, err = cli(capsys, study, "--out", tmp_path / "malformed", "--wandb-mode", "disabled")
+    assert code == 2 and not (tmp_path / "malformed").exists()
+    assert err.strip() == (
+        "analysis: error: design.baseline='segments=one': segments=one is not valid; "
+        "allowed: a positive integer or depthwise"
+    )
+
+
 def test_frames_select_by_type_not_by_equality(sweep: Path) -> None:
     data = load_local([sweep])
     assert len(data.where({"segments": [1]})) == 4  # segments=1 is not residual=True (True == 1 in Python)

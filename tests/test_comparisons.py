@@ -17,7 +17,8 @@ from scipy import stats
 
 import analysis.figures as figures_module
 from analysis.__main__ import main
-from analysis.compare import comparisons, mde, study_margin, study_scope, study_variance
+from analysis.compare import comparisons, mde
+from analysis.design import parse_baseline, study_design, study_margin, study_scope, study_variance
 from analysis.figures import budget_line, draw, spectrum_positions
 from analysis.load import (
     METRIC_COLUMNS,
@@ -32,6 +33,8 @@ from analysis.load import (
 from analysis.plan import plan_figures
 from analysis.power import plan_rows, upper_sd
 from analysis.stats import holm
+from analysis.verdicts import design_sentences
+from xablate.errors import ConfigError
 
 BASE = {"activation": "none", "residual": True, "order": "depthwise_first", "mid_norm": False}
 STEPS = (50, 100, 150, 200)
@@ -336,6 +339,9 @@ def test_the_design_margin_is_read_from_the_config_and_optional() -> None:
     declared = design_values({"design": {"variance": "paired", "comparisons": "baseline"}})
     assert declared["design_variance"] == "paired" and declared["design_comparisons"] == "baseline"
     assert design_values({})["design_variance"] is None
+    declared = design_values({"design": {"primary": "val_top1", "baseline": "activation=relu"}})
+    assert (declared["design_primary"], declared["design_baseline"]) == ("val_top1", "activation=relu")
+    assert design_values({})["design_primary"] is None and design_values({})["design_baseline"] is None
 
 
 def test_the_variance_model_declared_by_the_study_wins_over_the_flag() -> None:
@@ -376,6 +382,132 @@ def test_the_declared_design_reaches_the_published_notes(tmp_path: Path) -> None
     notes = (out / "verdicts.md").read_text()
     assert "Variance model: pooled (study config (design.variance))" in notes
     assert "every pair (design.comparisons)" in notes
+
+
+# The declared primary endpoint and baseline -----------------------------------------------------------------------
+
+
+def activation_study(**design: str | None) -> Runs:
+    """A Fig. 10 family: four seeds each of none, ReLU (a point lower) and ELU (two lower), the test top-1 a point
+    below the val top-1; `design` holds the runs' `design_*` columns."""
+    records = []
+    for offset, activation in enumerate(("none", "relu", "elu")):
+        for seed, value in enumerate(top1_points("depthwise")[:4] - offset):
+            test = (float(value) - 1) / 100
+            row = run_row(
+                summary("depthwise", seed, float(value), activation=activation, test_top1=test), source=f"mem/{seed}"
+            )
+            row.update(design)
+            row["run_id"] = f"constructed/{activation}-{seed}"
+            records.append((row, metrics(float(value) / 100)))
+    return build(records, [])
+
+
+def analysed(runs: pd.DataFrame, curves: pd.DataFrame, folder: Path, *flags: str) -> Path:
+    """`python -m analysis` of `runs` and `curves` published in `folder`: its output folder."""
+    folder.mkdir()
+    runs.to_csv(folder / "runs.csv", index=False)
+    curves.to_csv(folder / "curves.csv", index=False)
+    assert main([str(folder), "--out", str(folder / "out"), "--wandb-mode", "disabled", *flags]) == 0
+    return folder / "out"
+
+
+def test_a_declared_val_top1_leads_each_family_and_test_top1_follows(tmp_path: Path) -> None:
+    data = activation_study(design_primary="val_top1", design_comparisons="baseline")
+    out = analysed(data.runs, data.curves, tmp_path / "declared", "--plan", "0.5")
+    metrics_listed = list(dict.fromkeys(pd.read_csv(out / "comparisons.csv")["metric"]))
+    assert metrics_listed[:2] == ["final val top-1", "final test top-1"]
+    assert pd.read_csv(out / "plan.csv")["metric"].tolist() == ["final val top-1"]
+    verdicts = (out / "verdicts.md").read_text()
+    assert "- ReLU vs none, final val top-1: -1.00 points" in verdicts.splitlines()[4]
+    # An older runs.csv without the column: the default, test top-1 first when every run has one.
+    older = data.runs.drop(columns=["design_primary", "design_baseline"])
+    out = analysed(older, data.curves, tmp_path / "older")
+    assert pd.read_csv(out / "comparisons.csv")["metric"].iloc[0] == "final test top-1"
+    assert "Primary endpoint" not in (out / "verdicts.md").read_text()
+
+
+def test_a_declared_test_top1_falls_back_to_val_top1_and_the_notes_say_so(tmp_path: Path) -> None:
+    data = activation_study(design_primary="test_top1", design_comparisons="baseline")
+    runs = data.runs.assign(test_top1=data.runs["test_top1"].where(data.runs["seed"] != 3))
+    out = analysed(runs, data.curves, tmp_path / "declared")
+    assert pd.read_csv(out / "comparisons.csv")["metric"].iloc[0] == "final val top-1"
+    assert (
+        "Primary endpoint: test_top1 (study config (design.primary)); the final val top-1 in fig10_activation, "
+        "where a run has no test top-1." in (out / "verdicts.md").read_text()
+    )
+    undeclared = analysed(runs.assign(design_primary=None), data.curves, tmp_path / "undeclared")
+    assert "Primary endpoint" not in (undeclared / "verdicts.md").read_text()
+
+
+def test_a_declared_baseline_is_the_reference_of_its_family(tmp_path: Path) -> None:
+    data = activation_study(design_baseline="activation=relu", design_comparisons="baseline")
+    out = analysed(data.runs, data.curves, tmp_path / "declared")
+    table = pd.read_csv(out / "comparisons.csv", dtype=str)
+    assert set(table["baseline"]) == {"relu"} and list(dict.fromkeys(table["cell"])) == ["none", "elu"]
+    verdicts = (out / "verdicts.md").read_text()
+    assert "- none vs ReLU, final test top-1: +1.00 points" in verdicts
+    assert "Baseline: segments=depthwise activation=relu residual=true (study config (design.baseline))." in verdicts
+    default = comparisons(data.runs.assign(design_baseline=None), data.curves, scope="baseline")
+    assert set(default["baseline"]) == {"none"}
+    spelt = data.runs.assign(design_baseline="segments=dw activation=none residual=true")
+    assert study_design(spelt).baseline_source == "study config (design.baseline)"
+    assert design_sentences(study_design(spelt), default) == []
+
+
+def test_a_study_whose_runs_declare_different_designs_says_so() -> None:
+    data = activation_study()
+    runs = data.runs.assign(
+        design_baseline=["activation=elu", "segments=depthwise activation=relu"] * (len(data.runs) // 2),
+        design_primary=["val_top1", "test_top1"] * (len(data.runs) // 2),
+    )
+    design = study_design(runs)
+    assert (design.primary, design.baseline["activation"]) == ("test_top1", "elu")
+    table = comparisons(runs, data.curves, primary=design.primary, baseline=design.baseline)
+    assert table["metric"].iloc[0] == "final test top-1" and set(table["baseline"]) >= {"elu"}
+    assert design_sentences(design, table) == [
+        "Primary endpoint: test_top1 (study config (design.primary); also ['val_top1']).",
+        "Baseline: segments=depthwise activation=elu residual=true (study config (design.baseline); "
+        "also ['segments=depthwise activation=relu residual=true']).",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("declared", "says"),
+    [
+        ("activation=tanh", "activation=tanh is not valid; allowed: none, relu, elu, gelu, silu"),
+        ("segments=0 residual=true", "segments=0 is not valid; allowed: a positive integer or depthwise"),
+        ("activation:relu", "cannot use 'activation:relu'; allowed: space-separated AXIS=VALUE pairs"),
+        ("budget=params", "cannot use 'budget=params'; allowed: "),
+        ("activation=relu activation=elu", "cannot use 'activation=elu'; allowed: "),
+        ("  ", "names no cell; allowed: space-separated AXIS=VALUE pairs"),
+    ],
+)
+def test_a_malformed_baseline_is_one_line_naming_it_and_what_is_allowed(declared: str, says: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_baseline(declared)
+    assert str(error.value).startswith(f"design.baseline={declared!r}") and says in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_malformed_design_stops_the_cli_with_one_line_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = activation_study(design_baseline="segments=depthwise activation=tanh")
+    folder = tmp_path / "published"
+    folder.mkdir()
+    data.runs.to_csv(folder / "runs.csv", index=False)
+    data.curves.to_csv(folder / "curves.csv", index=False)
+    for column, value, says in (
+        ("design_baseline", "segments=depthwise activation=tanh", "activation=tanh is not valid; allowed: none"),
+        ("design_primary", "val_top5", "design.primary='val_top5' is not known; allowed: test_top1, val_top1"),
+    ):
+        data.runs.assign(**{column: value}).to_csv(folder / "runs.csv", index=False)
+        with pytest.raises(SystemExit) as exit_:
+            main([str(folder), "--out", str(tmp_path / "out"), "--wandb-mode", "disabled"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("analysis: error: design.")
+        assert says in err[0] and not (tmp_path / "out").exists()
 
 
 def test_test_rows_and_the_ce_column_are_kept_when_present_and_optional() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,13 @@ def test_axis_overrides(compose_cfg: Any) -> None:
         "optim.polyak_decay=1.5",
         "design.variance=bayes",
         "design.comparisons=all",
+        "design.baseline='segments=one activation=none'",
+        "design.baseline='activation=relu activation=none'",
     ],
 )
 def test_bad_axis_values_fail_validation(override: str, compose_cfg: Any) -> None:
     cfg = compose_cfg(override)
-    with pytest.raises(ConfigError, match=override.partition("=")[2]):
+    with pytest.raises(ConfigError, match=re.escape(override.partition("=")[2].strip("'"))):
         validate(cfg)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..axes import Axes
+from ..axes import Axes, parse_baseline
 from ..errors import ConfigError
 from ..model.xception import Xception, create_model
 from .cell import Cell
@@ -233,6 +233,7 @@ def validate(cfg: DictConfig) -> Cell:
             "allowed: one of them (the other null)"
         )
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
+    parse_baseline(cfg.design.baseline)
     if cfg.design.variance is not None:
         _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
     if cfg.design.comparisons is not None:
