@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .axes import AXES, REPLICATE, allowed, parse_value, text
 
 if TYPE_CHECKING:
-    from .load import Runs
+    from .frames import Runs
     from .report import Report
 
 WHERE_AXES: tuple[str, ...] = (*AXES, REPLICATE)
@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         fail(error)
 
-    from .load import WandbUnavailable, combine, load_local, load_wandb
+    from .frames import combine
+    from .load import load_local
+    from .wandb_source import WandbUnavailable, load_wandb
 
     parts = []
     if paths:

@@ -23,7 +23,7 @@ from .axes import text
 from .compare import comparisons
 from .design import Design, baseline_text, ignored_flags, study_design
 from .figures import draw_all
-from .load import Runs
+from .frames import Runs
 from .plan import describe, plan_figures
 from .power import plan_lines, plan_rows
 from .publish import Published, publish

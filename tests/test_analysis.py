@@ -24,13 +24,16 @@ import pytest
 import wandb
 import yaml
 
-from analysis import load as load_module
+from analysis import wandb_source
 from analysis.__main__ import main
-from analysis.figures import CE_LABEL, draw
-from analysis.load import Runs, load_local, load_wandb
+from analysis.figures import draw
+from analysis.frames import Runs
+from analysis.load import load_local
+from analysis.panels import CE_LABEL
 from analysis.plan import plan_figures
 from analysis.stats import mean_interval, steps_to_fraction, t_quantile, welch_interval
 from analysis.tables import cell_table
+from analysis.wandb_source import load_wandb
 from xablate.__main__ import MALLOC_ENV
 
 from .wandb_log import read_run as read_wandb_run
@@ -526,7 +529,7 @@ def test_wandb_source_through_the_cli(
         asked.append((path, group))
         return iter([StandInRun(d) for d in run_dirs(sweep).values()])
 
-    monkeypatch.setattr(load_module, "wandb_runs", api_runs)
+    monkeypatch.setattr(wandb_source, "wandb_runs", api_runs)
     out = tmp_path / "out"
     args = ["--wandb", "ent/proj", "--group", "fx", "--where", "segments=depthwise", "--out", out]
     code, stdout, stderr = cli(capsys, *args, "--wandb-mode", "disabled")

@@ -19,19 +19,13 @@ import analysis.figures as figures_module
 from analysis.__main__ import main
 from analysis.compare import comparisons, mde
 from analysis.design import parse_baseline, study_design, study_margin, study_scope, study_variance
-from analysis.figures import budget_line, draw, spectrum_positions
-from analysis.load import (
-    METRIC_COLUMNS,
-    Runs,
-    build,
-    clean_metrics,
-    design_margin,
-    design_values,
-    load_local,
-    run_row,
-)
+from analysis.figures import draw
+from analysis.frames import METRIC_COLUMNS, Runs, build, clean_metrics, design_margin, design_values, run_row
+from analysis.load import load_local
+from analysis.panels import budget_line
 from analysis.plan import plan_figures
 from analysis.power import plan_rows, upper_sd
+from analysis.spectrum import spectrum_positions
 from analysis.stats import holm
 from analysis.verdicts import design_sentences
 from xablate.errors import ConfigError
