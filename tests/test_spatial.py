@@ -24,7 +24,7 @@ flows then run at 15, 8, 4, 2 and 1 px, every channel width and groups value of 
 @pytest.fixture(autouse=True)
 def _fast_path_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hand-written backward is opt-in (`trainer.fast_backward`); these tests are about it."""
-    monkeypatch.setattr("xablate.spatial.ENABLED", True)
+    monkeypatch.setattr("xablate.model.spatial.ENABLED", True)
 
 
 def _layer_shapes(name: str) -> list[Shape]:
@@ -99,7 +99,7 @@ def test_model_gradients_equal_with_and_without_the_fast_path(
         return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
 
     fast_out, fast = grads()
-    monkeypatch.setattr("xablate.spatial.FAST_MAX_PIXELS", 0)
+    monkeypatch.setattr("xablate.model.spatial.FAST_MAX_PIXELS", 0)
     ref_out, ref = grads()
     assert torch.equal(fast_out, ref_out)
     worst = max(_rel(fast[n], ref[n]) for n in ref)
