@@ -23,7 +23,8 @@ WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset
 
 class RunLog:
     """Logs a row of `split` at a gradient step: a `metrics.csv` row, `<split>/<column>` values in W&B, and
-    for an evaluation a progress line with the latest training figures (`recent`) and the ETA (`eta_s`).
+    for an evaluation a progress line with the latest training row (named by its step when that is earlier
+    than the evaluation's; before the first row, `recent`'s figures so far) and the ETA (`eta_s`).
     `metrics` and `tracker` are None where this process does not write them (ranks other than 0)."""
 
     def __init__(
@@ -38,6 +39,7 @@ class RunLog:
         self.metrics, self.tracker, self.progress = metrics, tracker, progress
         self._recent, self._eta_s = recent, eta_s
         self._last_train: dict[str, Any] = {}
+        self._last_train_step: int | None = None
 
     def log(self, split: str, step: int, row: dict[str, Any]) -> None:
         if self.metrics is not None:
@@ -46,10 +48,13 @@ class RunLog:
             skip = WANDB_SKIPS.get(split, frozenset())
             self.tracker.log({f"{split}/{k}": v for k, v in row.items() if k not in skip}, step)
         if split == "train":
-            self._last_train = row
-        elif split == "val":
-            recent = self._last_train or self._recent()
-            self.progress.evaluation(step, row["epoch"], recent, row, row["wall_s"], self._eta_s())
+            self._last_train, self._last_train_step = row, step
+        elif split == "val" and self._last_train:
+            self.progress.evaluation(
+                step, row["epoch"], self._last_train, row, row["wall_s"], self._eta_s(), self._last_train_step
+            )
+        elif split == "val":  # no training row yet: the figures of the steps so far
+            self.progress.evaluation(step, row["epoch"], self._recent(), row, row["wall_s"], self._eta_s())
         elif split == "test":
             self.progress.message(f"step {step} test loss {row['loss']:.4f} top1 {row['top1']:.2%}")
 
