@@ -1,11 +1,15 @@
 """One path for every logged row: `metrics.csv` (one row per logged training interval and per evaluation,
-appended as the run goes), W&B and the progress line all read the same row."""
+appended as the run goes), W&B and the progress line all read the same row.
+
+`wandb_values` is the one mapping of a row to W&B: the live run applies it as it logs, and `replay` applies it
+to `metrics.csv` afterwards, for a run trained without W&B (`python -m xablate.log_wandb`).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,12 @@ METRICS = "metrics.csv"
 
 WANDB_SKIPS: dict[str, frozenset[str]] = {"train": frozenset(), "val": frozenset({"lr"}), "test": frozenset({"lr"})}
 """Columns of a split that W&B does not get: the learning rate is a training quantity, charted once."""
+
+
+def wandb_values(split: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's values as W&B gets them: `<split>/<column>`, without the split's `WANDB_SKIPS`."""
+    skip = WANDB_SKIPS.get(split, frozenset())
+    return {f"{split}/{column}": value for column, value in row.items() if column not in skip}
 
 
 class RunLog:
@@ -45,8 +55,7 @@ class RunLog:
         if self.metrics is not None:
             self.metrics.write({"step": step, "split": split, **row})
         if self.tracker is not None:
-            skip = WANDB_SKIPS.get(split, frozenset())
-            self.tracker.log({f"{split}/{k}": v for k, v in row.items() if k not in skip}, step)
+            self.tracker.log(wandb_values(split, row), step)
         if split == "train":
             self._last_train, self._last_train_step = row, step
         elif split == "val" and self._last_train:
@@ -72,6 +81,25 @@ class MetricsLog:
 
     def write(self, row: dict[str, Any]) -> None:
         append_text(self.path, _csv([{k: _fmt(row.get(k)) for k in COLUMNS}], header=False))
+
+
+def read_metrics(path: Path) -> list[tuple[str, int, dict[str, float]]]:
+    """`metrics.csv`'s rows in the order they were logged, as `RunLog.log` got them: the split, the step, and
+    the other columns as numbers, without the empty cells (the columns that split does not have)."""
+    values = [column for column in COLUMNS if column not in ("step", "split")]
+    with path.open(newline="") as fh:
+        return [
+            (row["split"], int(row["step"]), {column: float(row[column]) for column in values if row.get(column)})
+            for row in csv.DictReader(fh)
+        ]
+
+
+def replay(path: Path, tracker: Tracker) -> int:
+    """Log every row of the `metrics.csv` at `path` to `tracker` as the live run would have; the number of rows."""
+    rows = read_metrics(path)
+    for split, step, row in rows:
+        tracker.log(wandb_values(split, row), step)
+    return len(rows)
 
 
 def _csv(rows: list[dict[str, Any]], *, header: bool) -> str:

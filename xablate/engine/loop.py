@@ -28,7 +28,7 @@ from .progress import Progress
 from .runtime import hardware, synchronize
 from .signals import StopSignal
 from .state import Attempt, Checkpoint, Clock, TrainState
-from .tracking import Tracker
+from .tracking import Tracker, model_metadata
 
 
 class NonFiniteLoss(RuntimeError):
@@ -189,7 +189,7 @@ def fit(
             write_summary(out, summary)
         if loop.tracker is not None:
             if status == "completed" and cfg.logger.log_model:
-                loop.tracker.log_model(out / CHECKPOINT, {k: summary[k] for k in ("run_key", "steps", "val_top1")})
+                loop.tracker.log_model(out / CHECKPOINT, model_metadata(summary))
             loop.tracker.set_summary(summary)
             loop.tracker.finish(0 if status == "completed" else 1)
     loop.stop.handoff()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,11 @@ def run_tags(cell: Cell, studies: tuple[str, ...] | None = None) -> list[str]:
     values = cell.record()
     axes = [f"{axis}={text(values[axis])}" for axis in TAG_AXES]
     return [*axes, *(f"study:{study}" for study in (studies or (cell.study,)))]
+
+
+def model_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the model artifact of a completed run (`logger.log_model=true`) records about it."""
+    return {key: summary.get(key) for key in ("run_key", "steps", "val_top1")}
 
 
 STEP_METRIC = "trainer/step"
