@@ -220,3 +220,15 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
         assert exit_.value.code == 2 and len(stderr.splitlines()) == 1, stderr
         assert stderr.startswith("xablate-log-wandb: error: ") and message in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]
+
+
+def test_with_log_model_the_checkpoint_becomes_the_model_artifact(trained: Trained, tmp_path: Path) -> None:
+    run = copy_run(trained.run, tmp_path / "study" / trained.run.name)
+    config = run / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("log_model: false", "log_model: true"))
+    proc = log_wandb(tmp_path, run)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads((run / "summary.json").read_text())["wandb_id"]
+    (artifact,) = read_run(only(run / "wandb", "offline-run-*"))["artifacts"]
+    assert (artifact.name, artifact.type, list(artifact.aliases)) == (f"model-{run_id}", "model", ["latest"])
+    assert [entry.path for entry in artifact.manifest.contents] == ["checkpoint.pt"]

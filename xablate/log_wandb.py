@@ -29,7 +29,7 @@ from .cell.lock import LOCK
 from .cell.reuse import studies_of
 from .engine.checkpoint import CHECKPOINT
 from .engine.log import METRICS, replay
-from .engine.tracking import Tracker, model_metadata
+from .engine.tracking import Tracker
 from .spec.cell import Cell
 from .spec.record import SUMMARY, read_summary, write_summary
 from .wandb_run import reason as reason_of
@@ -124,11 +124,7 @@ def track(cfg: DictConfig, cell: Cell, folder: Path, summary: dict[str, Any], at
         OmegaConf.update(cfg, str(tuned["param"]), tuned["value"])
     tracker = Tracker(cfg, cell, folder, attempt=attempt)
     replay(folder / METRICS, tracker)
-    logged = {**summary, "wandb_id": tracker.run_id}
-    if cfg.logger.log_model:
-        tracker.log_model(folder / CHECKPOINT, model_metadata(logged))
-    tracker.set_summary(logged)
-    tracker.finish(0)
+    tracker.end({**summary, "wandb_id": tracker.run_id}, folder / CHECKPOINT)
     return tracker
 
 

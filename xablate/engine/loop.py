@@ -28,7 +28,7 @@ from .progress import Progress
 from .runtime import hardware, synchronize
 from .signals import StopSignal
 from .state import Attempt, Checkpoint, Clock, TrainState
-from .tracking import Tracker, model_metadata
+from .tracking import Tracker
 
 
 class NonFiniteLoss(RuntimeError):
@@ -188,10 +188,7 @@ def fit(
         if world.is_main:
             write_summary(out, summary)
         if loop.tracker is not None:
-            if status == "completed" and cfg.logger.log_model:
-                loop.tracker.log_model(out / CHECKPOINT, model_metadata(summary))
-            loop.tracker.set_summary(summary)
-            loop.tracker.finish(0 if status == "completed" else 1)
+            loop.tracker.end(summary, out / CHECKPOINT)
     loop.stop.handoff()
     return summary
 

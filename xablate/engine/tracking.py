@@ -59,11 +59,6 @@ def run_tags(cell: Cell, studies: tuple[str, ...] | None = None) -> list[str]:
     return [*axes, *(f"study:{study}" for study in (studies or (cell.study,)))]
 
 
-def model_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """What the model artifact of a completed run (`logger.log_model=true`) records about it."""
-    return {key: summary.get(key) for key in ("run_key", "steps", "val_top1")}
-
-
 STEP_METRIC = "trainer/step"
 
 
@@ -116,6 +111,7 @@ class Tracker:
         self._mode = "disabled"
         self._min_step = 0
         self._warned_step = False
+        self._log_model = bool(cfg.logger.get("log_model", False))
         requested = str(cfg.logger.mode)
         if requested == "disabled":
             return
@@ -214,6 +210,15 @@ class Tracker:
             run.log_artifact(artifact, aliases=["latest"])
 
         self._call("log_model", action)
+
+    def end(self, summary: Mapping[str, Any], checkpoint: Path) -> None:
+        """End the run as a trained cell's run ends: with `logger.log_model`, a completed run's `checkpoint` as its
+        model artifact; `summary` (summary.json's values) as its summary; finished, as failed unless completed."""
+        completed = summary.get("status") == "completed"
+        if completed and self._log_model:
+            self.log_model(checkpoint, {key: summary.get(key) for key in ("run_key", "steps", "val_top1")})
+        self.set_summary(summary)
+        self.finish(0 if completed else 1)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run (a non-zero `exit_code` marks it failed); later calls, and `log`, do nothing.
