@@ -94,12 +94,10 @@ def read_metrics(path: Path) -> list[tuple[str, int, dict[str, float]]]:
         ]
 
 
-def replay(path: Path, tracker: Tracker) -> int:
-    """Log every row of the `metrics.csv` at `path` to `tracker` as the live run would have; the number of rows."""
-    rows = read_metrics(path)
-    for split, step, row in rows:
+def replay(path: Path, tracker: Tracker) -> None:
+    """Log every row of the `metrics.csv` at `path` to `tracker`, as the live run logged it."""
+    for split, step, row in read_metrics(path):
         tracker.log(wandb_values(split, row), step)
-    return len(rows)
 
 
 def _csv(rows: list[dict[str, Any]], *, header: bool) -> str:
