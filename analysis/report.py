@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from xablate.files import write_atomic
+from xablate.files import unwritable_reason, write_atomic
 
 from .axes import text
 from .compare import comparisons
@@ -47,9 +47,13 @@ def _is_output(folder: Path) -> bool:
 
 
 def check_out(out: Path) -> None:
-    """Refuse a folder that exists and holds anything but an earlier analysis' output."""
+    """Refuse a folder that cannot be created or written, or that holds anything but an earlier analysis'
+    output."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; allowed: a new folder, an empty one, or an earlier analysis output")
+    reason = unwritable_reason(out)
+    if reason is not None:
+        raise OutputError(f"--out {out} cannot be created or written: {reason}")
     if out.is_dir() and any(out.iterdir()) and not _is_output(out):
         raise OutputError(
             f"--out {out} holds files that analysis did not write (no {MANIFEST}); "

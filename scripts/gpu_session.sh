@@ -6,9 +6,11 @@
 #   2. a study's cells, K at a time, fp32, deterministic, as their own study <study>_gpu (GPU runs are their
 #      own sample, never pooled with CPU runs), for SECONDS at most, then stopped with SIGTERM (the running
 #      cells checkpoint and would resume).
-# The small files of every completed run (summary.json, metrics.csv, .hydra/config.yaml) are packed into
-# DEST/runs.tar every 20 s and at the end, so a time limit loses only the runs still training. Unpack it
-# into runs/ and run `python -m analysis runs/<study>_gpu`.
+# The small files of every completed run (summary.json, metrics.csv, .hydra/config.yaml and hydra.yaml) are
+# packed into DEST/runs.tar every 20 s and at the end, so a time limit loses only the runs still training. Unpack
+# it into runs/ and run `python -m analysis runs/<study>_gpu`. The runs train without W&B; at the end, where
+# wandb is installed, `python -m xablate.log_wandb` makes each completed run its offline W&B run, packed with it
+# (`wandb sync` after unpacking); elsewhere the session prints the command that does it after unpacking.
 #
 # Usage: scripts/gpu_session.sh DEST [STUDY=fig10] [K=8] [SECONDS=300] [study overrides...]
 #   PACK_STEPS=200   training steps of each run of the packing measurement (0: leave it out)
@@ -38,7 +40,8 @@ common=(logger.mode=disabled trainer.device="${DEVICE:-cuda}" hydra/launcher=job
 
 pack() {  # the completed runs under $1 into $2, atomically
     (cd "$1" && find . -name summary.json -exec grep -l '"status": "completed"' {} + 2>/dev/null | while read -r s; do
-        d=$(dirname "$s"); echo "$s"; echo "$d/metrics.csv"; [[ -f $d/.hydra/config.yaml ]] && echo "$d/.hydra/config.yaml"
+        d=$(dirname "$s"); echo "$s"; echo "$d/metrics.csv"
+        for f in .hydra/config.yaml .hydra/hydra.yaml wandb; do if [[ -e $d/$f ]]; then echo "$d/$f"; fi; done
     done | tar -cf "$2.tmp" -T - && mv "$2.tmp" "$2") || true
 }
 
@@ -72,5 +75,11 @@ packer=$!
 timeout --signal=TERM --kill-after=60 "$budget" "$py" -m xablate experiment="$study" study="${study}_gpu" \
     hydra.launcher.n_jobs="$jobs" "${common[@]}" out_dir="$work/runs" "$@" || echo "study stopped (exit $?)"
 kill "$packer" 2>/dev/null || true
+if "$py" -c "import wandb" 2>/dev/null; then
+    "$py" -m xablate.log_wandb "$work/runs" || echo "W&B logging failed (exit $?): the runs are packed without it"
+    echo "after unpacking runs.tar into runs/: wandb sync runs/${study}_gpu/*/wandb/offline-run-*"
+else
+    echo "wandb is not installed here: after unpacking runs.tar into runs/, python -m xablate.log_wandb runs/${study}_gpu"
+fi
 pack "$work/runs" "$dest/runs.tar"
 echo "runs packed: $(tar -tf "$dest/runs.tar" 2>/dev/null | grep -c summary.json || echo 0) completed"

@@ -429,6 +429,8 @@ BAD_INPUT = {
     "group alone": (["{sweep}", "--group", "fx"], "--group selects W&B runs"),
     "bad project": (["--wandb", "project-only"], "expected ENTITY/PROJECT"),
     "user folder": (["{sweep}", "--out", "{user}"], "holds files that analysis did not write"),
+    "unwritable out": (["{sweep}", "--out", "/proc/forbidden"], "--out /proc/forbidden cannot be created or written"),
+    "out under a file": (["{sweep}", "--out", "{user}/summary.csv/figs"], "summary.csv is not a folder"),
 }
 
 

@@ -152,3 +152,34 @@ def test_shell_completion_of_the_console_command(tmp_path: Path, xablate_cli: An
     )
     assert query("xablate optim=") == ["optim=paper_rmsprop", "optim=paper_sgd", "optim=sgd_cosine"]
     assert query("xablate experiment=fig1") == ["experiment=fig10", "experiment=fig11", "experiment=fig11_iso"]
+
+
+HYDRA_DIR_COMMANDS: list[tuple[list[str], str]] = [
+    (["hydra.run.dir={tmp}/myrun"], "hydra.run.dir"),
+    (["-m", "segments=1,4", "hydra.sweep.dir={tmp}/mysweep"], "hydra.sweep.dir"),
+    (["-m", "segments=1,4", "hydra.sweep.subdir=job"], "hydra.sweep.subdir"),
+]
+
+
+@pytest.mark.parametrize(("args", "knob"), [pytest.param(args, knob, id=knob) for args, knob in HYDRA_DIR_COMMANDS])
+def test_moving_hydras_output_folders_is_refused_before_any_folder(
+    args: list[str], knob: str, tmp_path: Path, xablate_cli: Any
+) -> None:
+    """A run's files and Hydra's belong in one folder, the cell's: a command that moves Hydra's output stops at
+    once, in one line that names the knob and `out_dir`, and writes nothing anywhere."""
+    cwd = tmp_path / "cwd"
+    proc = xablate_cli(cwd, *[a.format(tmp=tmp_path) for a in args], "dry_run=true", "data=synthetic")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"xablate: error: {knob}=") and "out_dir=" in line and "study=" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd"]
+    assert list(cwd.iterdir()) == []
+
+
+def test_hydras_output_folders_set_to_the_cells_own_are_accepted(tmp_path: Path, xablate_cli: Any) -> None:
+    """Only a knob that moves files is refused: one naming the folder xablate picks anyway runs as usual."""
+    out_dir = tmp_path / "runs"
+    proc = xablate_cli(tmp_path, "-m", "segments=4", "dry_run=true", f"hydra.sweep.dir={out_dir}/default")
+    assert proc.returncode == 0, proc.stderr
+    (summary,) = (out_dir / "default").glob("seg4-none-res-s0-*/summary.json")
+    assert (summary.parent / ".hydra" / "config.yaml").is_file()

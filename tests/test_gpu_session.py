@@ -36,4 +36,12 @@ def test_gpu_session_measures_packing_then_packs_every_completed_study_run(tmp_p
     kinds = {(s["study"], s["status"], s["device"], s["steps"]) for s in summaries}
     assert kinds == {("fig10_gpu", "completed", "cpu", 2)}
     assert sum(n.endswith("metrics.csv") for n in names) == 2 and sum(n.endswith("config.yaml") for n in names) == 2
-    assert "runs packed: 2 completed" in (out / "session.log").read_text()
+    assert sum(n.endswith(".hydra/hydra.yaml") for n in names) == 2
+    for summary in summaries:  # trained without W&B, then logged as W&B runs where wandb is installed (here)
+        run_id = summary["wandb_id"]
+        assert run_id == f"{summary['run_key']}-1"
+        logs = [n for n in names if n.endswith(f"-{run_id}/run-{run_id}.wandb") and "/wandb/offline-run-" in n]
+        assert len(logs) == 1 and logs[0].startswith(f"./fig10_gpu/{summary['name']}-{summary['run_key']}/")
+    log = (out / "session.log").read_text()
+    assert "runs packed: 2 completed" in log
+    assert "wandb sync runs/fig10_gpu/*/wandb/offline-run-*" in log

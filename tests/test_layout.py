@@ -20,8 +20,12 @@ PACKAGE = ROOT / "xablate"
 
 LAYERS: tuple[str, ...] = ("base", "model", "spec", "data", "engine", "cell", "sweep", "main")
 """Lowest first. `base` is the modules at the package's top (torch-free: the axes, the errors, the one
-atomic write, W&B's start-up, whether a curve still rises), `main` the command; the others are sub-packages.
+atomic write, W&B's start-up, whether a curve still rises), `main` the commands; the others are sub-packages.
 A module may import its own layer and those below it, never one above."""
+
+MAIN_MODULES: frozenset[str] = frozenset({"__init__", "__main__", "log_wandb"})
+"""The top-level modules of layer `main`: the package's face and its commands (`python -m xablate`,
+`python -m xablate.log_wandb`); every other top-level module is `base`."""
 
 MAX_FUNCTION_LINES = 60
 MAX_MODULE_LINES = 275
@@ -38,7 +42,7 @@ def layer_of(module: str) -> str:
     head = module.split(".")[0]
     if "." in module or (PACKAGE / head).is_dir():
         return head
-    return "main" if head in ("__main__", "__init__") else "base"
+    return "main" if head in MAIN_MODULES else "base"
 
 
 def _target(node: ast.ImportFrom, here: tuple[str, ...]) -> list[str]:

@@ -250,6 +250,23 @@ def test_progress_bar_on_a_terminal_and_one_line_per_evaluation_in_a_log(capsys:
     assert "step 50/100" in line and "top1 90.00%" in line and "500 img/s" in line and "ETA 0m30s" in line
 
 
+def test_an_evaluation_line_names_the_step_of_an_earlier_training_loss(
+    tmp_path: Path, xablate_cli: Any, run_dirs: Any
+) -> None:
+    """Evaluations at steps 3 and 6, training rows at 2, 4 and 6: the line at step 3 shows step 2's loss and
+    says so; the line at step 6 shows that step's own loss, unlabelled."""
+    args = [*TINY, "trainer.max_steps=6", "trainer.evals=2", "trainer.log_every=2", "trainer.progress=false"]
+    result = xablate_cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path / "runs" / "default").values()
+    train = {int(r["step"]): float(r["loss"]) for r in read_metrics(run_dir) if r["split"] == "train"}
+    lines = {int(line.split()[2].split("/")[0]): line for line in result.stdout.splitlines() if " val loss " in line}
+    assert sorted(lines) == [3, 6]
+    shown = {step: line.split("| train loss ")[1].split(" | ")[0].split() for step, line in lines.items()}
+    assert shown[3][1:] == ["(step", "2)"] and float(shown[3][0]) == pytest.approx(train[2], abs=1e-4)
+    assert len(shown[6]) == 1 and float(shown[6][0]) == pytest.approx(train[6], abs=1e-4)
+
+
 def test_evenly_spaced_evaluations_a_final_test_and_the_unsmoothed_ce(
     tmp_path: Path, xablate_cli: Any, run_dirs: Any
 ) -> None:

@@ -188,10 +188,7 @@ def fit(
         if world.is_main:
             write_summary(out, summary)
         if loop.tracker is not None:
-            if status == "completed" and cfg.logger.log_model:
-                loop.tracker.log_model(out / CHECKPOINT, {k: summary[k] for k in ("run_key", "steps", "val_top1")})
-            loop.tracker.set_summary(summary)
-            loop.tracker.finish(0 if status == "completed" else 1)
+            loop.tracker.end(summary, out / CHECKPOINT)
     loop.stop.handoff()
     return summary
 

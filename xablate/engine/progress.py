@@ -31,14 +31,26 @@ class Progress:
         sys.stderr.write(f"\r{self.name} [{bar}] {step}/{self.total} {img_per_s:,.0f} img/s ETA {_clock(eta)}   ")
         sys.stderr.flush()
 
-    def evaluation(self, step: int, epoch: float, train: dict, val: dict, wall_s: float, eta_s: float) -> None:
+    def evaluation(
+        self,
+        step: int,
+        epoch: float,
+        train: dict,
+        val: dict,
+        wall_s: float,
+        eta_s: float,
+        train_step: int | None = None,
+    ) -> None:
+        """One line per evaluation. `train` holds the latest training figures; when they are those of an earlier
+        logged row (`train_step`, before `step`), the line says which step they come from."""
         if not self.enabled:
             return
         if self.interactive:
             sys.stderr.write("\r" + " " * 100 + "\r")
+        when = f" (step {train_step})" if train_step is not None and train_step != step else ""
         line = (
             f"{self.name} step {step}/{self.total} epoch {epoch:.2f} | "
-            f"train loss {train.get('loss', float('nan')):.4f} | "
+            f"train loss {train.get('loss', float('nan')):.4f}{when} | "
             f"val loss {val['loss']:.4f} top1 {val['top1']:.2%} | "
             f"{train.get('img_per_s', float('nan')):,.0f} img/s | {_clock(wall_s)} elapsed, ETA {_clock(eta_s)}"
         )

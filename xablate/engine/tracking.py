@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,7 @@ class Tracker:
         self._mode = "disabled"
         self._min_step = 0
         self._warned_step = False
+        self._log_model = bool(cfg.logger.get("log_model", False))
         requested = str(cfg.logger.mode)
         if requested == "disabled":
             return
@@ -209,6 +210,15 @@ class Tracker:
             run.log_artifact(artifact, aliases=["latest"])
 
         self._call("log_model", action)
+
+    def end(self, summary: Mapping[str, Any], checkpoint: Path) -> None:
+        """End the run as a trained cell's run ends: with `logger.log_model`, a completed run's `checkpoint` as its
+        model artifact; `summary` (summary.json's values) as its summary; finished, as failed unless completed."""
+        completed = summary.get("status") == "completed"
+        if completed and self._log_model:
+            self.log_model(checkpoint, {key: summary.get(key) for key in ("run_key", "steps", "val_top1")})
+        self.set_summary(summary)
+        self.finish(0 if completed else 1)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run (a non-zero `exit_code` marks it failed); later calls, and `log`, do nothing.

@@ -3,8 +3,9 @@
 Hydra validates a job's config only when that job starts, so a bad value in the third cell of a sweep
 would surface after two cells had trained. `check_command` lets the command's own sweeper expand the
 command line, through Hydra's public plugin interfaces (`Sweeper.sweep` over a launcher that only records
-the jobs it is given), composes each cell and validates it, checks the launcher is installed, the data exist (unless
-`data.check=false`) and every `out_dir` can be written, and reports the first problem in a single line.
+the jobs it is given), composes each cell and validates it, checks that Hydra's output folders are the cell's own,
+the launcher is installed, the data exist (unless `data.check=false`) and every `out_dir` can be written, and
+reports the first problem in a single line.
 
 A grid sweeper (Hydra's basic one) yields every cell; a search sweeper (Optuna, Nevergrad, Ax) chooses its
 later trials from the results of earlier ones, so only its search space and its first batch of trials are
@@ -127,6 +128,30 @@ def check_launcher(cfg: DictConfig) -> None:
         )
 
 
+HYDRA_DIRS: tuple[str, ...] = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+"""Hydra's output folders, which `conf/config.yaml` makes from the cell: set elsewhere, they would split a run
+in two (Hydra's files there, the run's in its own folder)."""
+
+
+def check_hydra_dirs(cfg: DictConfig, folder: Path) -> None:
+    """Each of `HYDRA_DIRS` must name the cell's own `folder` (its sweep folder, its name): a run's folder is
+    its identity, `<out_dir>/<study>/<name>-<key>`, where skip, resume, reuse and the analysis find it, so a
+    command that moves Hydra's output elsewhere is refused, naming the knob and `out_dir`."""
+    wanted = {"hydra.run.dir": folder, "hydra.sweep.dir": folder.parent, "hydra.sweep.subdir": Path(folder.name)}
+    for knob in HYDRA_DIRS:
+        parent, _, leaf = knob.rpartition(".")
+        given = OmegaConf.to_container(OmegaConf.select(cfg, parent), resolve=False)[leaf]
+        try:
+            same = Path(str(OmegaConf.select(cfg, knob))) == wanted[knob]
+        except OmegaConfBaseException:
+            same = False
+        if not same:
+            raise ConfigError(
+                f"{knob}={given}: xablate puts each run in <out_dir>/<study>/<name>-<key> (here {folder}), where "
+                f"skip, resume and reuse find it; choose where runs go with out_dir= (and study=), not {knob}"
+            )
+
+
 def check_out_dirs(cells: list[DictConfig]) -> None:
     """Every `out_dir` of the command can be created and written, checked before any cell starts."""
     for out_dir in sorted({str(cell.out_dir) for cell in cells}):
@@ -187,7 +212,7 @@ def check_command(argv: list[str]) -> Command:
             search = None
             cells = [base if len(fixed) == len(parsed) else _compose(args.overrides)]
     for cell in cells:
-        validate(cell)
+        check_hydra_dirs(cell, validate(cell).folder)
         if cell.data.check:
             check_data(cell.data)
     check_out_dirs(cells)
