@@ -76,6 +76,24 @@ def build_parser() -> Parser:
         help="equivalence margin in accuracy points when the study's config declares none (default 0.5)",
     )
     parser.add_argument(
+        "--looks",
+        type=_looks,
+        metavar="N1,N2,...",
+        help="the registered looks (seed counts, the last the registered N) where the study's config declares none",
+    )
+    parser.add_argument(
+        "--pilot",
+        action="store_true",
+        help="a pilot report: held-out validation split only (refuses runs without one), and the budget rule",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.1,
+        metavar="POINTS",
+        help="with --pilot: a budget is converged within this many points of the longest (default 0.1)",
+    )
+    parser.add_argument(
         "--plan", type=float, metavar="MDE", help="seeds per cell to detect MDE points (80%% power, after Holm)"
     )
     parser.add_argument(
@@ -85,6 +103,16 @@ def build_parser() -> Parser:
         help="the W&B run that logs the figures and tables (default: offline, inside --out)",
     )
     return parser
+
+
+def _looks(text: str) -> tuple[int, ...]:
+    """`--looks 8,16,32` as rising seed counts; argparse turns the error into one usage line."""
+    from xablate.design import check_looks
+
+    try:
+        return check_looks([int(k) for k in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: rising whole seed counts of at least 2, e.g. 8,16,32") from None
 
 
 def parse_where(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -166,10 +194,13 @@ def analyse(
     line and exit status 2, raised before any file is written."""
     from xablate.errors import ConfigError
 
+    from .pilot import held_out_only
     from .report import run_analysis
 
     entity, project = args.wandb.split("/") if args.wandb else (None, None)
     try:
+        if args.pilot:
+            selected = held_out_only(selected)
         return run_analysis(
             selected,
             out,
@@ -181,7 +212,9 @@ def analyse(
             group=args.group,
             model="paired" if args.paired else "pooled" if args.pooled else None,
             margin=args.margin,
+            looks=args.looks,
             plan=args.plan,
+            pilot=args.tolerance if args.pilot else None,
         )
     except ConfigError as error:
         fail(error)
@@ -206,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parts = []
     if paths:
-        parts.append(load_local(paths, exclude=[out]))
+        parts.append(load_local(paths, exclude=[out], budgets=args.pilot))
     if args.wandb:
         try:
             parts.append(load_wandb(args.wandb, args.group))

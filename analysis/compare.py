@@ -8,12 +8,16 @@ the study's `design.comparisons` says otherwise (`baseline` or `pairwise`). Per 
 
 - `diff`, `low`, `high`: the cell minus the baseline with its 95% interval, under the declared variance model;
 - `p`, `p_holm`: the two-sided p-value and Holm's adjustment over the family's comparisons of that metric;
-- `p_tost`: the two one-sided tests against ±margin (accuracies only; the 90% interval inside the margin);
+- `p_tost`, `p_tost_holm`: the two one-sided tests against ±margin (accuracies only; the 90% interval inside
+  the margin), and Holm's adjustment of them over the family, so that false equivalences stay within 5% too;
+- `look`, `stage`, `level`: the read's seeds of the registered N (`design.looks`), whether it is the `final`
+  look, an `interim` one, an `unplanned` read between looks or a study that registered none, and the level
+  the look spends (`analysis.looks`: O'Brien-Fleming-type spending; 0.05 without registered looks);
 - `mde`: the smallest difference these seed counts detect with 80% power at the 5% family-wise level after
   Holm (the level of its first step, 5% / comparisons), from the family's pooled seed SD, with the t-quantile
   sum `(t_{1-a/2} + t_{power}) * sd * sqrt(1/n + 1/n_baseline)`, df = n + n_baseline - 2;
-- `verdict`: `better` / `worse` when Holm's p < 0.05, else `equivalent` when TOST's p < 0.05, else
-  `inconclusive`.
+- `verdict`: `better` / `worse` when Holm's p < level, else `equivalent` when Holm's TOST p < level, else
+  `inconclusive`. Only a `final` verdict is a finding.
 
 The primary endpoint is the study's `design.primary`: the final test top-1 (by default) when every run of the
 family has one, else the final validation top-1; with `val_top1` the final validation top-1, the final test
@@ -25,7 +29,7 @@ percentage points.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -36,17 +40,18 @@ from scipy import stats
 
 from .axes import BASELINE, text
 from .design import DEFAULT_MARGIN
+from .looks import ALPHA, Look, look_at
 from .plan import plan_figures
 from .stats import Test, holm, paired_test, pooled_sd, pooled_test, welch_test
 
-ALPHA = 0.05
 POWER = 0.8
 PAIRWISE: frozenset[str] = frozenset({"activation"})
 """Figures whose cells are also compared pairwise (Fig. 10: ReLU against ELU as well as each against none)."""
 VERDICTS: tuple[str, ...] = ("better", "worse", "equivalent", "inconclusive")
 COLUMNS: tuple[str, ...] = (
     "family", "axis", "cell", "baseline", "metric", "model", "n", "n_baseline", "diff", "low", "high",
-    "low90", "high90", "p", "p_holm", "margin", "p_tost", "sd_pooled", "mde", "verdict",
+    "low90", "high90", "p", "p_holm", "margin", "p_tost", "p_tost_holm", "sd_pooled", "mde",
+    "look", "stage", "level", "verdict",
 )  # fmt: skip
 
 
@@ -156,7 +161,7 @@ def pairs(family: Family, scope: str | None = None) -> list[tuple[Any, Any]]:
     return out
 
 
-def _by_seed(family: Family, value: Any, column: str) -> pd.Series:
+def by_seed(family: Family, value: Any, column: str) -> pd.Series:
     rows = family.runs[family.runs[family.axis].map(_is(value))]
     series = pd.Series(rows[column].astype(float).to_numpy(), index=rows["seed"].to_numpy())
     return series.dropna()
@@ -184,19 +189,27 @@ def mde(sd: float, n: int, n_baseline: int, comparisons: int, power: float = POW
     return float(factor * sd * math.sqrt(1 / n + 1 / n_baseline))
 
 
-def verdict(p_holm: float, p_tost: float, diff: float, higher_is_better: bool) -> str:
-    if math.isfinite(p_holm) and p_holm < ALPHA:
+def verdict(p_holm: float, p_tost_holm: float, diff: float, higher_is_better: bool, level: float = ALPHA) -> str:
+    """`better`/`worse`, `equivalent` or `inconclusive`, from Holm-adjusted p-values tested at the look's level."""
+    if math.isfinite(p_holm) and p_holm < level:
         return "better" if (diff > 0) == higher_is_better else "worse"
-    if math.isfinite(p_tost) and p_tost < ALPHA:
+    if math.isfinite(p_tost_holm) and p_tost_holm < level:
         return "equivalent"
     return "inconclusive"
 
 
+def read_look(family: Family, looks: Sequence[int] | None) -> Look:
+    """The look at which this read sees the family: the seeds every one of its cells has (whole seeds)."""
+    seeds = family.runs.groupby(family.runs[family.axis].map(repr))["seed"].nunique()
+    return look_at(int(seeds.min()) if len(seeds) else 0, looks)
+
+
 def compare_family(
-    family: Family, metric: Metric, model: str, margin: float, scope: str | None = None
+    family: Family, metric: Metric, model: str, margin: float, scope: str | None = None, look: Look | None = None
 ) -> list[dict[str, Any]]:
-    """The rows of one family and metric, Holm-adjusted together."""
-    cells = {repr(v): _by_seed(family, v, metric.column) for v in family.values}
+    """The rows of one family and metric, Holm-adjusted together, read at `look` (None: at 5%, unregistered)."""
+    look = look_at(0, None) if look is None else look
+    cells = {repr(v): by_seed(family, v, metric.column) for v in family.values}
     sd, df = pooled_sd([s.tolist() for s in cells.values()])
     todo = pairs(family, scope)
     rows = []
@@ -213,11 +226,14 @@ def compare_family(
                 "diff": test.diff, "low": low, "high": high, "low90": low90, "high90": high90, "p": test.p,
                 "margin": row_margin, "p_tost": test.tost(row_margin), "sd_pooled": sd,
                 "mde": mde(sd, len(a), len(b), len(todo)),
+                "look": f"{look.n} of {look.registered}" if look.registered else str(look.n), "stage": look.stage,
+                "level": look.level,
             }
         )  # fmt: skip
-    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
-        row["p_holm"] = adjusted
-        row["verdict"] = verdict(adjusted, row["p_tost"], row["diff"], metric.higher_is_better)
+    adjusted_tost = holm([r["p_tost"] for r in rows]) if metric.points else [math.nan] * len(rows)
+    for row, adjusted, tost in zip(rows, holm([r["p"] for r in rows]), adjusted_tost, strict=True):
+        row["p_holm"], row["p_tost_holm"] = adjusted, tost
+        row["verdict"] = verdict(adjusted, tost, row["diff"], metric.higher_is_better, look.level)
     return rows
 
 
@@ -229,11 +245,13 @@ def comparisons(
     scope: str | None = None,
     primary: str | None = None,
     baseline: Mapping[str, Any] | None = None,
+    looks: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Every family's comparisons, primary endpoint first within each family; `primary` and `baseline` are the
-    study's declarations (`analysis.design`), None for the defaults."""
+    """Every family's comparisons, primary endpoint first within each family; `primary`, `baseline` and
+    `looks` are the study's declarations (`analysis.design`), None for the defaults."""
     rows: list[dict[str, Any]] = []
     for family in families(with_endpoints(runs, curves), baseline):
+        look = read_look(family, looks)
         for metric in metrics_of(family.runs, primary):
-            rows += compare_family(family, metric, model, margin, scope)
+            rows += compare_family(family, metric, model, margin, scope, look)
     return pd.DataFrame(rows, columns=list(COLUMNS))

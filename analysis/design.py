@@ -17,13 +17,13 @@ list the others:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from xablate.axes import PAPER_AXES, parse_baseline
+from xablate.design import PAPER_AXES, check_looks, parse_baseline
 from xablate.errors import ConfigError
 
 from .axes import BASELINE, text
@@ -31,7 +31,6 @@ from .axes import BASELINE, text
 DEFAULT_MARGIN = 0.5
 """Equivalence margin for accuracies, in percentage points, when the study's config declares none."""
 PRIMARY_ENDPOINTS: tuple[str, ...] = ("test_top1", "val_top1")
-"""The axes a `design.baseline` may name, in the order the config writes them."""
 
 
 @dataclass(frozen=True)
@@ -50,28 +49,52 @@ class Design:
     primary_source: str
     baseline: dict[str, Any]
     baseline_source: str
+    looks: tuple[int, ...] | None = None
+    """The registered looks (seed counts, the last N); None: none registered, every read at 5%."""
+    looks_source: str = "default"
 
 
-def study_design(runs: pd.DataFrame, model: str | None = None, margin: float | None = None) -> Design:
-    """The study's declarations, with `--paired`/`--pooled` (`model`) and `--margin` as fallbacks; a one-line
-    ConfigError for a declaration the analysis cannot follow."""
+def study_design(
+    runs: pd.DataFrame, model: str | None = None, margin: float | None = None, looks: Sequence[int] | None = None
+) -> Design:
+    """The study's declarations, with `--paired`/`--pooled` (`model`), `--margin` and `--looks` as fallbacks; a
+    one-line ConfigError for a declaration the analysis cannot follow."""
     margin_used, margin_source = study_margin(runs, margin)
     model_used, model_source = study_variance(runs, model)
     primary, primary_source = study_primary(runs)
     baseline, baseline_source = study_baseline(runs)
+    looks_used, looks_source = study_looks(runs, looks)
     return Design(
         model_used, model_source, margin_used, margin_source, study_scope(runs),
-        primary, primary_source, baseline, baseline_source,
+        primary, primary_source, baseline, baseline_source, looks_used, looks_source,
     )  # fmt: skip
 
 
-def ignored_flags(design: Design, model: str | None, margin: float | None) -> list[str]:
+def study_looks(runs: pd.DataFrame, given: Sequence[int] | None) -> tuple[tuple[int, ...] | None, str]:
+    """The registered looks and where they came from: the study's `design.looks` wins over `--looks`, which
+    only serves studies that registered none (then every read is at 5% and labelled unregistered)."""
+    declared = _declared_words(runs, "design_looks")
+    try:
+        if declared:
+            return check_looks(declared[0].split(",")), _also("looks", declared)
+        if given:
+            return check_looks(given), "--looks"
+    except ConfigError as error:
+        raise ConfigError(f"{error} ({'--looks' if not declared else 'the study config'})") from None
+    return None, "default"
+
+
+def ignored_flags(
+    design: Design, model: str | None, margin: float | None, looks: Sequence[int] | None = None
+) -> list[str]:
     """A line for each flag the study's declaration overrides."""
     lines = []
     if margin is not None and design.margin_source.startswith("study") and margin != design.margin:
         lines.append(f"--margin {margin:g} ignored: the study declared design.margin = {design.margin:g}")
     if model is not None and design.model_source.startswith("study") and model != design.model:
         lines.append(f"--{model} ignored: the study declared design.variance = {design.model}")
+    if looks and design.looks_source.startswith("study") and tuple(looks) != design.looks:
+        lines.append(f"--looks ignored: the study declared design.looks = {list(design.looks or ())}")
     return lines
 
 

@@ -27,13 +27,14 @@ SUMMARY_VALUES: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps", "val_top1", "val_top5", "val_loss", "best_val_top1",
     "test_top1", "test_top5", "test_loss", "train_ce",
     "train_img_per_s", "train_s", "wall_s", "device", "hardware", "threads", "precision", "finished_at", "wandb_id",
+    "holdout",
 )  # fmt: skip
 NUMERIC_SUMMARY: tuple[str, ...] = (
-    "params", "macs", "steps", "total_steps", "train_img_per_s", "train_s", "wall_s", "val_loss",
+    "params", "macs", "steps", "total_steps", "train_img_per_s", "train_s", "wall_s", "val_loss", "holdout",
     "test_top1", "test_top5", "test_loss", "train_ce",
 )  # fmt: skip
 IDENTITY: tuple[str, ...] = ("run_id", "source", "study", "name", "run_key")
-DESIGN_WORDS: tuple[str, ...] = ("variance", "comparisons", "primary", "baseline")
+DESIGN_WORDS: tuple[str, ...] = ("variance", "comparisons", "primary", "baseline", "looks")
 DESIGN_COLUMNS: tuple[str, ...] = ("design_margin", *(f"design_{word}" for word in DESIGN_WORDS))
 """What a run's study declared in its config's `design` (`analysis.design` follows it): NaN / empty when absent
 (older published runs.csv files lack the later columns)."""
@@ -89,13 +90,17 @@ def _empty_curves() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in CURVE_COLUMNS})
 
 
-def build(records: Iterable[tuple[dict[str, Any], pd.DataFrame]], problems: list[Problem]) -> Runs:
-    """Frames from (run row, metrics rows) pairs; a second run of a cell and seed joins `problems`."""
+def build(
+    records: Iterable[tuple[dict[str, Any], pd.DataFrame]], problems: list[Problem], *, budgets: bool = False
+) -> Runs:
+    """Frames from (run row, metrics rows) pairs; a second run of a cell and seed joins `problems` (with
+    `budgets`, a pilot's: only a second run of a cell and seed at the same number of steps)."""
     rows: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
     seen: dict[tuple[Any, ...], str] = {}
     for row, metrics in records:
         replicate = tuple((type(row[a]).__name__, row[a]) for a in (*AXES, REPLICATE))
+        replicate += (row.get("total_steps"),) if budgets else ()
         if replicate in seen:
             problems.append(
                 Problem(row["source"], f"duplicate of {seen[replicate]} (same cell and seed: counted once)")
@@ -136,6 +141,9 @@ def design_values(config: Mapping[str, Any]) -> dict[str, Any]:
     design = config.get("design")
     design = design if isinstance(design, Mapping) else {}
     words = {f"design_{key}": design.get(key) if isinstance(design.get(key), str) else None for key in DESIGN_WORDS}
+    looks = design.get("looks")
+    if isinstance(looks, list | tuple) and looks:
+        words["design_looks"] = ",".join(str(k) for k in looks)
     return {"design_margin": design_margin(config), **words}
 
 

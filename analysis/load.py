@@ -76,7 +76,7 @@ def _walk(roots: Sequence[Path], exclude: Sequence[Path]) -> Iterator[tuple[str,
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
 
 
-def load_local(roots: Sequence[Path], exclude: Sequence[Path] = ()) -> Runs:
+def load_local(roots: Sequence[Path], exclude: Sequence[Path] = (), *, budgets: bool = False) -> Runs:
     """The frames of every completed run under `roots`, from run folders and from published frames; every
     other run folder becomes a `Problem`."""
     records = []
@@ -91,7 +91,7 @@ def load_local(roots: Sequence[Path], exclude: Sequence[Path] = ()) -> Runs:
             records.append(read_run(path))
         except RunError as error:
             problems.append(Problem(str(path), str(error)))
-    return build(records, problems)
+    return build(records, problems, budgets=budgets)
 
 
 def read_published(folder: Path) -> tuple[list[tuple[dict[str, Any], pd.DataFrame]], list[Problem]]:

@@ -24,10 +24,13 @@ from .compare import comparisons
 from .design import Design, baseline_text, ignored_flags, study_design
 from .figures import draw_all
 from .frames import Runs
+from .pilot import budget_lines, budget_table
+from .pilot import to_markdown as pilot_markdown
 from .plan import describe, plan_figures
 from .power import plan_lines, plan_rows
 from .publish import Published, publish
 from .settings import mixed_settings
+from .strata import disagreements, stratum_rows
 from .tables import cell_table, write_tables
 from .verdicts import csv_text, design_sentences, notes, write_comparisons
 
@@ -128,20 +131,20 @@ def run_analysis(
     group: str | None = None,
     model: str | None = None,
     margin: float | None = None,
+    looks: Sequence[int] | None = None,
     plan: float | None = None,
+    pilot: float | None = None,
 ) -> Report:
     """Write frames, tables, comparisons (and a seed plan) and figures for `data` (already selected) into
     `out` and log them to W&B. A study design the analysis cannot follow raises a one-line ConfigError before
     any file is written."""
-    design = study_design(data.runs, model, margin)
-    report = Report(lines=ignored_flags(design, model, margin))
+    design = study_design(data.runs, model, margin, looks)
+    report = Report(lines=ignored_flags(design, model, margin, looks))
     output = Output(out)
     runs, curves = data.runs, data.curves
-    for name, frame in (("runs.csv", runs), ("curves.csv", curves)):
-        frame = frame.copy()
-        for column in ("segments", "residual", "mid_norm"):
-            frame[column] = frame[column].map(text)
-        output.write_text(out / name, frame.to_csv(index=False, na_rep=""))
+    _write_frames(output, data)
+    if pilot is not None:
+        return _pilot(report, output, data, pilot)
     table = cell_table(runs, curves)
     report.tables = write_tables(table, runs, out, title(data, selection), output.write_text)
     compared, mixed = _compare(report, output, data, design, plan)
@@ -176,11 +179,16 @@ def _compare(
     """Write the comparisons (and the seed plan) under the study's design: the table, and the sentences on
     settings that vary within a study."""
     runs, curves, out = data.runs, data.curves, output.out
-    compared = comparisons(runs, curves, design.model, design.margin, design.scope, design.primary, design.baseline)
+    compared = comparisons(
+        runs, curves, design.model, design.margin, design.scope, design.primary, design.baseline, design.looks
+    )
     mixed = mixed_settings(runs)
     report.lines += [f"warning: {sentence}" for sentence in mixed]
-    note = notes(design.model, design.model_source, design.margin, design.margin_source, design.scope)
-    note = " ".join([note, *design_sentences(design, compared), *(f"Warning: {sentence}." for sentence in mixed)])
+    disagree = _strata(report, output, data, design) if mixed else []
+    note = notes(design, compared)
+    note = " ".join(
+        [note, *design_sentences(design, compared), *(f"Warning: {sentence}." for sentence in [*mixed, *disagree])]
+    )
     report.tables += write_comparisons(compared, out, note, output.write_text)
     if plan is not None:
         seeds = plan_rows(runs, curves, plan, design.scope, design.primary)
@@ -188,6 +196,39 @@ def _compare(
         report.tables.append(out / "plan.csv")
         report.lines += plan_lines(seeds)
     return compared, mixed
+
+
+def _write_frames(output: Output, data: Runs) -> None:
+    for name, frame in (("runs.csv", data.runs), ("curves.csv", data.curves)):
+        frame = frame.copy()
+        for column in ("segments", "residual", "mid_norm"):
+            frame[column] = frame[column].map(text)
+        output.write_text(output.out / name, frame.to_csv(index=False, na_rep=""))
+
+
+def _pilot(report: Report, output: Output, data: Runs, tolerance: float) -> Report:
+    """A pilot's report alone: its frames, `pilot.csv` and `pilot.md` (the budget table on the validation
+    split, and the budget the rule picks). No comparisons: its runs differ in budget, not only in seed."""
+    table = budget_table(data, tolerance)
+    lines = budget_lines(table, tolerance)
+    output.write_text(output.out / "pilot.csv", csv_text(table))
+    output.write_text(output.out / "pilot.md", pilot_markdown(table, lines))
+    report.tables += [output.out / "pilot.csv", output.out / "pilot.md"]
+    report.lines += lines
+    output.finish({"pilot": True, "tolerance": tolerance, "n_runs": len(data.runs), "split": "validation only"})
+    report.lines.append(f"wrote {output.out}: {', '.join(p.name for p in output.files)}")
+    return report
+
+
+def _strata(report: Report, output: Output, data: Runs, design: Design) -> list[str]:
+    """`strata.csv`: the primary comparisons within each setting that varies; the sentences on strata that
+    disagree beyond noise."""
+    table = stratum_rows(data.runs, data.curves, design.primary)
+    if table.empty:
+        return []
+    output.write_text(output.out / "strata.csv", csv_text(table))
+    report.tables.append(output.out / "strata.csv")
+    return disagreements(table)
 
 
 def _design_details(design: Design) -> dict[str, Any]:
@@ -201,6 +242,8 @@ def _design_details(design: Design) -> dict[str, Any]:
         "primary_source": design.primary_source,
         "baseline": baseline_text(design.baseline),
         "baseline_source": design.baseline_source,
+        "looks": list(design.looks) if design.looks else None,
+        "looks_source": design.looks_source,
     }
 
 

@@ -18,7 +18,7 @@ SETTINGS: tuple[str, ...] = ("device", "hardware", "threads", "precision")
 NOT_RECORDED = "not recorded"
 
 
-def _value(value: object) -> str:
+def setting_value(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return NOT_RECORDED
     word = text(value)
@@ -35,7 +35,7 @@ def mixed_settings(runs: pd.DataFrame) -> list[str]:
         for setting in SETTINGS:
             if setting not in group:
                 continue
-            counts = Counter(_value(v) for v in group[setting])
+            counts = Counter(setting_value(v) for v in group[setting])
             if len(counts) < 2:
                 continue
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

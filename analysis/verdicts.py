@@ -13,11 +13,12 @@ import pandas as pd
 from .axes import BASELINE, short_label, text
 from .compare import TEST_TOP1
 from .design import Design, baseline_text
+from .looks import ALPHA
 from .tables import _tex
 
 Write = Callable[[Path, str], None]
 HEADERS: tuple[str, ...] = (
-    "cell", "vs", "metric", "n", "Δ", "95% CI", "p", "Holm p", "TOST p", "detectable", "verdict",
+    "cell", "vs", "metric", "n", "Δ", "95% CI", "p", "Holm p", "TOST Holm p", "detectable", "look", "verdict",
 )  # fmt: skip
 
 
@@ -37,9 +38,20 @@ def number(value: float, points: bool, signed: bool = False) -> str:
     return f"{value:{'+' if signed else ''}.{2 if points else 4}f}"
 
 
+def _p_is(p: float) -> str:
+    """`p = 0.03`, or `p < 0.001`."""
+    shown = p_text(p)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+def look_label(row: pd.Series) -> str:
+    """`final (19 of 19 seeds)`, `interim (8 of 32 seeds)`, `unplanned (5 of 32 seeds)`, `unregistered (3 seeds)`."""
+    return f"{row['stage']} ({row['look']} seeds)"
+
+
 def sentence(row: pd.Series) -> str:
     """One comparison in words, e.g. `ReLU vs none, final val top-1: -1.03 points [-1.87, -0.19],
-    inconclusive (Holm p = 0.09); detectable: 1.2`."""
+    inconclusive (Holm p = 0.09); detectable: 1.2; interim (8 of 19 seeds)`."""
     points = math.isfinite(row["margin"]) or "top-1" in str(row["metric"])
     unit = " points" if points else ""
     head = f"{short_label(row['axis'], row['cell'])} vs {short_label(row['axis'], row['baseline'])}, {row['metric']}"
@@ -47,12 +59,13 @@ def sentence(row: pd.Series) -> str:
         f"{number(row['diff'], points, signed=True)}{unit} "
         f"[{number(row['low'], points, signed=True)}, {number(row['high'], points, signed=True)}]"
     )
+    level = "" if math.isclose(row["level"], ALPHA) else f", level {row['level']:.2g}"
     if row["verdict"] == "equivalent":
-        why = f"equivalent within ±{row['margin']:g} (TOST p = {p_text(row['p_tost'])})"
+        why = f"equivalent within ±{row['margin']:g} (TOST Holm {_p_is(row['p_tost_holm'])}{level})"
     else:
-        why = f"{row['verdict']} (Holm p = {p_text(row['p_holm'])})"
+        why = f"{row['verdict']} (Holm {_p_is(row['p_holm'])}{level})"
     detectable = f"{row['mde']:.1f}" if points and math.isfinite(row["mde"]) else number(row["mde"], points)
-    return f"{head}: {estimate}, {why}; detectable: {detectable}"
+    return f"{head}: {estimate}, {why}; detectable: {detectable}; {look_label(row)}"
 
 
 def _points(row: pd.Series) -> bool:
@@ -73,8 +86,9 @@ def readable_rows(table: pd.DataFrame) -> list[list[str]]:
                 f"[{number(r['low'], pts, signed=True)}, {number(r['high'], pts, signed=True)}]",
                 p_text(r["p"]),
                 p_text(r["p_holm"]),
-                p_text(r["p_tost"]) if math.isfinite(r["margin"]) else "",
+                p_text(r["p_tost_holm"]) if math.isfinite(r["margin"]) else "",
                 number(r["mde"], pts),
+                look_label(r),
                 str(r["verdict"]),
             ]
         )
@@ -88,15 +102,24 @@ SCOPES = {
 }
 
 
-def notes(model: str, model_source: str, margin: float, source: str, scope: str | None = None) -> str:
+def notes(design: Design, table: pd.DataFrame) -> str:
+    """What every table of the comparisons assumes, in words: the variance model, the family, the margin, the
+    looks and the verdict rule."""
+    looks = (
+        f"registered looks {', '.join(map(str, design.looks))} seeds ({design.looks_source}); each read tests at "
+        "the level its look spends (O'Brien-Fleming-type alpha spending over the looks), and only the final "
+        "look gives findings"
+        if design.looks
+        else "none registered: every read tests at 0.05 and none is a finding"
+    )
     return (
-        f"Variance model: {model} ({model_source}). Comparisons: {SCOPES[scope]}. Δ: cell minus the "
-        "reference, accuracies in percentage points, losses as logged; 95% CI under that model. Holm p: "
-        "adjusted over the family's comparisons of the same metric. "
-        f"TOST p: two one-sided tests against ±{margin:g} points ({source}; accuracies only; not adjusted). "
-        "Detectable: the difference these seeds detect with 80% power at the 5% family-wise level, from the "
-        "family's pooled seed SD. Verdict: better/worse if Holm p < 0.05, else equivalent if TOST p < 0.05, "
-        "else inconclusive."
+        f"Variance model: {design.model} ({design.model_source}). Comparisons: {SCOPES[design.scope]}. Δ: cell "
+        "minus the reference, accuracies in percentage points, losses as logged; 95% CI under that model. Holm p: "
+        f"adjusted over the family's comparisons of the same metric. TOST p: two one-sided tests against "
+        f"±{design.margin:g} points ({design.margin_source}; accuracies only), Holm-adjusted over the family "
+        f"likewise. Looks: {looks}. Detectable: the difference these seeds detect with 80% power at the 5% "
+        "family-wise level, from the family's pooled seed SD. Verdict: better/worse if Holm p < level, else "
+        "equivalent if the TOST Holm p < level, else inconclusive."
     )
 
 
@@ -123,7 +146,7 @@ def to_markdown(table: pd.DataFrame, note: str) -> str:
     lines = ["# Comparisons", ""]
     for family, rows in table.groupby("family", sort=False):
         lines += [f"## {family}", "", "| " + " | ".join(HEADERS) + " |"]
-        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADERS) - 4) + ["---"]) + "|")
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(HEADERS) - 5) + ["---", "---"]) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in readable_rows(rows)]
         lines.append("")
     return "\n".join([*lines, note, ""])
@@ -136,7 +159,7 @@ def to_latex(table: pd.DataFrame, note: str) -> str:
         lines += [
             r"\begin{table}[t]",
             r"\centering\small",
-            r"\begin{tabular}{lll" + "r" * (len(HEADERS) - 4) + "l}",
+            r"\begin{tabular}{lll" + "r" * (len(HEADERS) - 5) + "ll}",
             r"\toprule",
             " & ".join(_tex(h) for h in HEADERS) + r" \\",
             r"\midrule",
@@ -151,9 +174,13 @@ def to_latex(table: pd.DataFrame, note: str) -> str:
 
 
 def to_verdicts(table: pd.DataFrame, note: str) -> str:
+    """One section per family, headed by its look; a family read before its final look says that it gives no
+    finding, and every sentence carries the look too, so that a quoted line keeps its label."""
     lines = ["# Verdicts", ""]
     for family, rows in table.groupby("family", sort=False):
-        lines += [f"## {family}", ""]
+        label = look_label(rows.iloc[0])
+        finding = "findings" if rows.iloc[0]["stage"] == "final" else "not a finding"
+        lines += [f"## {family}: {label}, {finding}", ""]
         lines += [f"- {sentence(r)}" for _, r in rows.iterrows()]
         lines.append("")
     return "\n".join([*lines, note, ""])

@@ -137,32 +137,6 @@ class Axes:
 
 BASELINE = Axes()
 
-PAPER_AXES: tuple[str, ...] = ("segments", "activation", "residual")
-"""The paper's three axes: the ones a study's reference cell (`design.baseline`) names."""
-
-
-def parse_baseline(declared: str) -> dict[str, Any]:
-    """A study's `design.baseline`, such as `segments=depthwise activation=none residual=true`, as the
-    reference value of each of `PAPER_AXES`; an axis it leaves out keeps the paper's Xception value."""
-    shape = f"space-separated AXIS=VALUE pairs, each AXIS at most once and one of {', '.join(PAPER_AXES)}"
-    baseline = {axis: getattr(BASELINE, axis) for axis in PAPER_AXES}
-    named: set[str] = set()
-    pairs = str(declared).split()
-    if not pairs:
-        raise ConfigError(f"design.baseline={declared!r} names no cell; allowed: {shape}")
-    for pair in pairs:
-        axis, sep, value = pair.partition("=")
-        if not sep or axis not in PAPER_AXES or axis in named:
-            raise ConfigError(f"design.baseline={declared!r}: cannot use {pair!r}; allowed: {shape}")
-        try:
-            baseline[axis] = parse_value(axis, value)
-        except ConfigError:
-            problem = f"{axis}={value.strip()} is not valid; allowed: {allowed(axis)}"
-            raise ConfigError(f"design.baseline={declared!r}: {problem}") from None
-        named.add(axis)
-    return baseline
-
-
 def text(value: Any) -> str:
     """A value as typed on the command line: booleans lower-case, everything else as is."""
     return str(value).lower() if isinstance(value, bool) else str(value)

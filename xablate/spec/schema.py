@@ -107,6 +107,8 @@ class DesignConfig:
     """`welch` | `paired` | `pooled`; None: not declared (the analysis' flags choose, Welch's by default)."""
     comparisons: str | None = None
     """`baseline` | `pairwise`; None: what the figure compares (against the baseline; Fig. 10 pairwise too)."""
+    looks: list[int] | None = None
+    """The seed counts at which the study may be read, rising, the last its registered N; None: none registered."""
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..axes import Axes, parse_baseline
+from ..axes import Axes
+from ..design import check_looks, parse_baseline
 from ..errors import ConfigError
 from ..model.xception import Xception, create_model
 from .cell import Cell
@@ -234,6 +235,8 @@ def validate(cfg: DictConfig) -> Cell:
         )
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     parse_baseline(cfg.design.baseline)
+    if cfg.design.looks is not None:
+        check_looks(cfg.design.looks)
     if cfg.design.variance is not None:
         _choice("design.variance", cfg.design.variance, VARIANCE_MODELS)
     if cfg.design.comparisons is not None:
