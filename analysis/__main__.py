@@ -60,6 +60,18 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read the runs of this W&B project (public API)")
     parser.add_argument("--group", help="with --wandb: only the runs of this W&B group (a study)")
+    add_statistics_args(parser)
+    parser.add_argument(
+        "--wandb-mode",
+        choices=("offline", "online", "disabled"),
+        default="offline",
+        help="the W&B run that logs the figures and tables (default: offline, inside --out)",
+    )
+    return parser
+
+
+def add_statistics_args(parser: Parser) -> None:
+    """The flags of the comparisons, the looks, a pilot and a seed plan."""
     variance = parser.add_mutually_exclusive_group()
     variance.add_argument(
         "--paired",
@@ -96,13 +108,6 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--plan", type=float, metavar="MDE", help="seeds per cell to detect MDE points (80%% power, after Holm)"
     )
-    parser.add_argument(
-        "--wandb-mode",
-        choices=("offline", "online", "disabled"),
-        default="offline",
-        help="the W&B run that logs the figures and tables (default: offline, inside --out)",
-    )
-    return parser
 
 
 def _looks(text: str) -> tuple[int, ...]:
@@ -224,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         paths, selection, out = check_args(args)
-        from .report import OutputError, check_out
+        from .output import OutputError, check_out
 
         try:
             check_out(out)

@@ -235,12 +235,20 @@ def test_a_sweep_cell_that_cannot_be_composed_is_one_line(sweep: str, named: str
     assert "\n" not in str(info.value)
 
 
+PUBLISHED_FOLDERS: dict[str, tuple[str, ...]] = {
+    "v1": ("results", "results_iso"),
+    "v2": ("results_v2", "results_iso_v2"),
+    "h200": ("results_iso_h200",),
+}
+"""The published samples by version; the H200 sample ran on a GPU (`trainer.device=cuda`, part of its key)."""
+
+
 def published_cells(version: str = "v1") -> list[dict[str, str]]:
-    """The rows of every published runs.csv of one version: v1 in results/ and results_iso/, v2 in results_v2/."""
+    """The rows of every published runs.csv of one version (`PUBLISHED_FOLDERS`)."""
     root = Path(__file__).resolve().parents[1] / "experiments"
     rows = []
     for table in sorted(root.glob("*/results*/runs.csv")):
-        if table.parent.name.endswith("_v2") == (version == "v2"):
+        if table.parent.name in PUBLISHED_FOLDERS[version]:
             with table.open(newline="") as fh:
                 rows.extend({**row, "study_dir": table.parent.parent.name} for row in csv.DictReader(fh))
     return rows
@@ -264,6 +272,16 @@ def test_published_v2_cells_are_found_again_by_their_study_config(compose_cfg: A
     for cell in cells:
         axes = [f"{axis}={cell[axis]}" for axis in ("segments", "activation", "residual", "budget", "seed")]
         assert run_key(compose_cfg(f"experiment={cell['study_dir']}", *axes)) == cell["run_key"], cell["name"]
+
+
+def test_the_h200_sample_is_found_again_by_its_study_config_on_cuda(compose_cfg: Any) -> None:
+    """The H200 sample's runs were trained by `experiment=fig11_iso trainer.device=cuda`: the same keys."""
+    cells = published_cells("h200")
+    assert len(cells) == 63
+    for cell in cells:
+        axes = [f"{axis}={cell[axis]}" for axis in ("segments", "activation", "residual", "budget", "seed")]
+        cfg = compose_cfg("experiment=fig11_iso", "trainer.device=cuda", *axes)
+        assert run_key(cfg) == cell["run_key"], cell["name"]
 
 
 @pytest.mark.parametrize(

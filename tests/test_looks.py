@@ -66,8 +66,13 @@ def test_bad_looks_are_refused_in_one_line(looks: list) -> None:
 
 
 def test_a_read_before_the_last_look_is_labelled_and_is_no_finding(tmp_path: Path) -> None:
-    """The published Fig. 10 v2 frame (8 seeds a cell), read with looks 8, 19 and then with 8 as the last."""
-    published = str(REPO / "experiments/fig10/results_v2")
+    """The published Fig. 10 v2 frame (8 seeds a cell) without its declared look, read with looks 8, 19 and
+    then with 8 as the last."""
+    published = str(tmp_path / "published")
+    Path(published).mkdir()
+    source = REPO / "experiments/fig10/results_v2"
+    pd.read_csv(source / "runs.csv").drop(columns="design_looks").to_csv(Path(published) / "runs.csv", index=False)
+    (Path(published) / "curves.csv").write_bytes((source / "curves.csv").read_bytes())
     assert main([published, "--out", str(tmp_path / "interim"), "--wandb-mode", "disabled", "--looks", "8,19"]) == 0
     interim = (tmp_path / "interim" / "verdicts.md").read_text()
     assert "## fig10_activation: interim (8 of 19 seeds), not a finding" in interim
