@@ -1,17 +1,22 @@
 """How long a sweep takes, before and while it runs: the dry run's estimate (measured step times, kept in a
-cache), the split sizes it rests on and the launcher's width.
+cache), the split sizes it rests on, the launcher's width, and the status view of a study's folders.
 
-The CLI tests run real commands; the slow one trains a real sweep and compares with what the estimate said.
+The CLI tests run real commands; the slow ones train real sweeps and compare with what the estimate and the
+status view said.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,8 @@ import pytest
 
 from xablate.data import build_loaders, split_sizes
 from xablate.sweep.slots import makespan
+
+from .conftest import isolated_env
 
 SMALL = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
 TINY = [*SMALL, "trainer.epochs=2"]
@@ -122,6 +129,41 @@ def test_a_second_dry_run_reads_the_cache_and_a_completed_cell_costs_nothing(
     assert re.search(rf"^estimate: segdw-none-res-s1-\w+: {DURATION}; about {DURATION} in all", single.stdout, re.M)
 
 
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in [root, *sorted(root.rglob("*"))]
+    }
+
+
+def test_status_counts_what_the_folders_hold_and_writes_nothing(
+    dry: tuple[Path, subprocess.CompletedProcess[str]], xablate_cli: Any, tmp_path: Path
+) -> None:
+    """A cell locked by a live process (this one) is running, a completed summary is done, a failed one failed."""
+    cwd = copy_of(dry, tmp_path)
+    study = cwd / "runs" / "default"
+    names = ("seg4-none-res-s0", "seg4-none-res-s1", "segdw-none-res-s0", "segdw-none-res-s1")
+    *done, failed, held = (next(study.glob(f"{name}-*")) for name in names)
+    record = json.loads((failed / "summary.json").read_text())
+    for folder in done:
+        completed = json.loads((folder / "summary.json").read_text()) | {"status": "completed", "wall_s": 30.0}
+        (folder / "summary.json").write_text(json.dumps(completed | {"val_top1": 0.5}))
+    (failed / "summary.json").write_text(json.dumps(record | {"status": "failed", "error": "training loss became nan"}))
+    lock = {"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(UTC).isoformat(), "slurm_job": ""}
+    (held / ".lock").write_text(json.dumps(lock))
+    (held / "metrics.csv").write_text("step,epoch,split\n4,0.5,train\n8,1.0,tr")  # a last line still being written
+    before = _snapshot(cwd / "runs")
+    proc = xablate_cli(cwd, *CELLS, "status=true")
+    assert proc.returncode == 0, proc.stderr
+    assert _snapshot(cwd / "runs") == before
+    assert f"status: {study}: 2 of 4 done, 1 running, 0 left, 1 failed" in proc.stdout
+    assert f"| {held.name} | running | step 4 of 16 |" in proc.stdout
+    assert f"running: {held.name} ({socket.gethostname()}, pid {os.getpid()}, since " in proc.stdout
+    assert f"| {failed.name} | failed |" in proc.stdout and "training loss became nan" in proc.stdout
+    assert re.search(
+        rf"^about {DURATION} left \(ETA \d\d:\d\d\), from 2 measured cells .*, 1 at a time", proc.stdout, re.M
+    )
+
+
 @pytest.mark.slow
 def test_a_joblib_dry_run_lays_the_cells_out_two_at_a_time(tmp_path: Path, xablate_cli: Any) -> None:
     args = ["-m", "seed=0,1,2,3", *SMALL, "trainer.epochs=40", "dry_run=true"]
@@ -164,3 +206,54 @@ def test_the_dry_runs_estimate_is_within_35_percent_of_the_sweep_it_estimates(tm
     walls = {cell: float(row["wall_s"]) for cell, row in report_csv(tmp_path / "runs" / "timed").items()}
     slowest, fastest = (next(c for c in walls if c.startswith(p)) for p in ("seg1-", "segdw-"))
     assert estimated[slowest] > estimated[fastest] and walls[slowest] > walls[fastest]
+
+
+WATCHED = [
+    "-m",
+    "seed=0,1,2",
+    "segments=4",
+    *SMALL,
+    "data.train_subset=6400",
+    "trainer.epochs=4",
+    "trainer.log_every=4",
+]
+
+
+def _comparable(study: Path) -> dict[str, Any]:
+    """Each cell's numbers and files, without the clocks."""
+    out = {}
+    for summary in sorted(study.glob("*/summary.json")):
+        record = json.loads(summary.read_text())
+        with (summary.parent / "metrics.csv").open(newline="") as fh:
+            curve = [(r["step"], r["split"], r["loss"], r["top1"]) for r in csv.DictReader(fh)]
+        numbers = {k: record[k] for k in ("status", "steps", "val_top1", "val_loss", "test_top1", "run_key")}
+        out[summary.parent.name] = (numbers, curve, sorted(p.name for p in summary.parent.iterdir()))
+    return out
+
+
+@pytest.mark.slow
+def test_status_reads_a_running_study_without_disturbing_it(tmp_path: Path, xablate_cli: Any) -> None:
+    reference = xablate_cli(tmp_path / "ref", *WATCHED)
+    assert reference.returncode == 0, reference.stderr
+    cwd = tmp_path / "watched"
+    cwd.mkdir()
+    env = isolated_env(cwd / "wandb_home")
+    cmd = [sys.executable, "-m", "xablate", *WATCHED, f"out_dir={cwd / 'runs'}"]
+    sweep = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    study = cwd / "runs" / "default"
+    deadline = time.monotonic() + 300
+    while not (list(study.glob("*/summary.json")) and list(study.glob("*/.lock"))) and time.monotonic() < deadline:
+        assert sweep.poll() is None, sweep.communicate()[0]
+        time.sleep(0.2)
+    status = xablate_cli(cwd, *WATCHED, "status=true")
+    output = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 0, output
+    assert status.returncode == 0, status.stderr
+    counts = re.search(r"^status: .*: (\d) of 3 done, (\d) running, (\d) left, 0 failed$", status.stdout, re.M)
+    assert counts is not None, status.stdout
+    done, running, left = map(int, counts.groups())
+    assert done >= 1 and running == 1 and done + running + left == 3
+    assert f", pid {sweep.pid}, since " in status.stdout
+    assert re.search(r"\| running \| step \d+ of 400 \|", status.stdout)
+    assert "running elsewhere" not in output  # the status view took no lock
+    assert _comparable(study) == _comparable(tmp_path / "ref" / "runs" / "default")

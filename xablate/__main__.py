@@ -60,6 +60,7 @@ from .sweep.estimate import Context, Estimate, estimate, process_age_s, summary_
 from .sweep.progress import SweepProgress  # noqa: E402
 from .sweep.report import announce, finish  # noqa: E402
 from .sweep.slots import BASIC, SLURM, launcher_kind  # noqa: E402
+from .sweep.status import status_view  # noqa: E402
 
 UNTRAINED_EXIT = {"dry_run": 0, "running": 1}
 """Exit status of a job that trained nothing: a dry run succeeds; a cell locked by a live process did not run."""
@@ -143,6 +144,9 @@ def main() -> None:
         _fail(err)
     cells = command.cells
     context = Context(process_s, (time.perf_counter() - started) / max(1, len(cells)))
+    if cells and cells[0].status:
+        print(status_view(cells, context), flush=True)
+        sys.exit(0)
     plan = _plan(command, context, process_s + time.perf_counter() - started)
     if command.search:
         print(f"search: {command.search}; the search space and its first trials are valid", flush=True)
