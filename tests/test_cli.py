@@ -109,6 +109,7 @@ BAD_COMMANDS: list[tuple[list[str], str]] = [
     (["residual=maybe"], "maybe"),
     (["model=resnet"], "resnet"),
     (["-m", "segments=1,3"], "segments=3"),
+    (["status=true"], "status=true and dry_run=true"),
 ]
 
 

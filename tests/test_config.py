@@ -132,6 +132,7 @@ def test_run_key_changes_with_what_changes_the_numbers(override: str, compose_cf
         "study=other",
         "logger.mode=disabled",
         "dry_run=true",
+        "status=true",
         "data.root=/mnt/data",
         "trainer.log_every=7",
         "trainer.threads=1",

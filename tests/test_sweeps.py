@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,16 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     assert first.returncode == 0, first.stderr
     assert "sweep: 3 cells: 3 to run" in first.stdout
     assert "budget: " in first.stdout and " steps of " in first.stdout
+    assert re.search(r"^estimate: 3 of 3 cells to train; about [\d hms]+ in all, one at a time", first.stdout, re.M)
+    progress = re.findall(r"^sweep: (\S+) completed in [\d hms]+; (\d) of 3 done, 0 running, (\d) left, 0 failed(.*)$",
+                          first.stdout, re.M)  # fmt: skip
+    assert [(done, left) for _, done, left, _ in progress] == [("1", "2"), ("2", "1"), ("3", "0")]
+    assert all(re.fullmatch(r"; about [\d hms]+ left \(ETA \d\d:\d\d\), from \d measured cells? .*", eta)
+               for _, _, _, eta in progress[:2])  # fmt: skip
+    assert progress[2][3] == ""  # nothing left: no ETA
+    finished = re.search(r"^sweep: 3 of 3 done, 0 running, 0 left, 0 failed; took [\d hms]+ \(estimate [\d hms]+\)$",
+                         first.stdout, re.M)  # fmt: skip
+    assert finished is not None
     study = tmp_path / "runs" / "demo"
     cells = summaries(study)
     assert sorted(str(s["segments"]) for s in cells.values()) == ["1", "4", "depthwise"]
@@ -63,6 +74,9 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
 
     (report,) = (study / "sweeps").glob("*.md")
     assert all(name in report.read_text() for name in cells)
+    assert finished.group(0) in report.read_text()
+    (table,) = (study / "sweeps").glob("*.csv")
+    assert all(float(row["estimate_s"]) > 0 for row in pd.read_csv(table).to_dict("records"))
     assert "wandb sync" in first.stdout
 
     kept = [*study.glob("*/summary.json"), *study.glob("*/.hydra/*.yaml")]
@@ -72,6 +86,9 @@ def test_multirun_logs_each_cell_to_its_own_offline_wandb_run_and_a_rerun_skips_
     assert second.returncode == 0, second.stderr
     assert "3 completed earlier (skipped), 0 to run" in second.stdout
     assert second.stdout.count("already completed") == 3
+    assert "estimate: 0 of 3 cells to train (3 cost nothing: completed, copied or running elsewhere)" in second.stdout
+    assert " completed in " not in second.stdout  # no line for a cell skipped
+    assert second.stdout.count("| 0 (completed) |") == 3
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == before  # .hydra/ of the run that made it
 
 
@@ -85,6 +102,9 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
     (failed,) = [name for name, s in cells.items() if s["status"] == "failed"]
     assert f"| {failed} | failed |" in result.stdout and "loss became" in result.stdout
     assert "1 of 3 cells did not complete" in result.stdout
+    assert re.search(rf"^sweep: {failed} failed in [\d hms]+; 1 of 3 done, 0 running, 1 left, 1 failed; about ",
+                     result.stdout, re.M)  # fmt: skip
+    assert "sweep: 2 of 3 done, 0 running, 0 left, 1 failed; took " in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ tensor ops. `imagefolder` streams files through DataLoader workers. Either way a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -16,17 +17,23 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .core import Batch, Loader, check_world, holdout_indices, subset_indices
-from .imagefolder import ImageFolderLoader, build_imagefolder, check_imagefolder
+from .imagefolder import ImageFolderLoader, build_imagefolder, check_imagefolder, class_folders, list_images
 from .sources import CIFAR, Splits, cifar_root, fashion_mnist_root, make_synthetic, read_cifar, read_fashion_mnist
 from .tensors import TensorLoader
 
 if TYPE_CHECKING:
     from .core import DataCfg
 
-__all__ = ["Batch", "ImageFolderLoader", "Loader", "Loaders", "TensorLoader", "build_loaders", "check_data"]
+__all__ = [
+    "Batch", "ImageFolderLoader", "Loader", "Loaders", "SplitSizes", "TensorLoader", "build_loaders", "check_data",
+    "split_sizes",
+]  # fmt: skip
 
 NAMES = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 SYNTHETIC_SIZES = (512, 256)  # train, val when data.train_subset / data.val_subset are null
+NATIVE_SIZES: dict[str, tuple[int, int]] = {"fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
+                                            "cifar100": (50_000, 10_000)}  # fmt: skip
+"""The official (train, test) split sizes of the data sets read from fixed files."""
 
 
 def check_data(cfg: DataCfg) -> None:
@@ -157,3 +164,35 @@ def _fit(cfg: DataCfg, images: Tensor) -> Tensor:
         for chunk in images.split(4096)
     ]
     return torch.cat(chunks)
+
+
+class SplitSizes(NamedTuple):
+    """Images in each split a run uses; `test` is 0 when validation is on the official test split."""
+
+    train: int
+    val: int
+    test: int
+
+
+def split_sizes(cfg: DataCfg) -> SplitSizes:
+    """The split sizes `build_loaders` makes for `cfg` (one process), from the data sets' known sizes and
+    the subset and holdout settings, without reading an image (imagefolder's files are listed)."""
+    if cfg.name == "imagefolder":
+        root = Path(cfg.root).expanduser()
+        classes = class_folders(root / "train")
+        train_n, val_n = (len(list_images(root / split, classes)[0]) for split in ("train", "val"))
+        return SplitSizes(cfg.train_subset or train_n, cfg.val_subset or val_n, 0)
+    synthetic = cfg.name == "synthetic"
+    if synthetic:
+        train_n, test_n = (cfg.train_subset or SYNTHETIC_SIZES[0]) + cfg.holdout, cfg.val_subset or SYNTHETIC_SIZES[1]
+    else:
+        train_n, test_n = NATIVE_SIZES[cfg.name]
+
+    def take(n: int, size: int | None) -> int:
+        return n if synthetic or size is None else size
+
+    if not cfg.holdout:
+        return SplitSizes(take(train_n, cfg.train_subset), take(test_n, cfg.val_subset), 0)
+    return SplitSizes(
+        take(train_n - cfg.holdout, cfg.train_subset), take(cfg.holdout, cfg.val_subset), take(test_n, cfg.test_subset)
+    )

@@ -161,6 +161,12 @@ class Engine:
         return evaluate(parts.eval_model, loader, parts.device, parts.precision, world, parts.memory_format)
 
 
+def total_steps(trainer: DictConfig, steps_per_epoch: int) -> int:
+    """A run's gradient steps: `trainer.epochs` of `steps_per_epoch`, capped at `trainer.max_steps`."""
+    total = math.ceil(trainer.epochs * steps_per_epoch)
+    return total if trainer.max_steps is None else min(total, trainer.max_steps)
+
+
 def evaluation_steps(total: int, steps_per_epoch: int, eval_every: int | None, evals: int | None) -> frozenset[int]:
     """The steps that evaluate (and checkpoint): `evals` evenly spaced ones, else every `eval_every` steps
     (by default once an epoch); the last step always."""
@@ -173,7 +179,7 @@ def evaluation_steps(total: int, steps_per_epoch: int, eval_every: int | None, e
     return frozenset({*range(every, total + 1, every), total})
 
 
-def _step_parts(
+def step_parts(
     cfg: DictConfig, model: nn.Module, steps: tuple[int, int], device: torch.device, world: World
 ) -> tuple[StepParts, Schedule]:
     """The optimiser, loss, scaler, averaging and wrappers of `model`, and the schedule over
@@ -208,10 +214,8 @@ def build_engine(cfg: DictConfig, cell: Cell, device: torch.device, world: World
     model.to(device=device, memory_format=memory_format_of(cfg.trainer.channels_last))
     loaders = build_loaders(cfg.data, seed=cell.seed, device=device, rank=world.rank, world_size=world.size)
     steps_per_epoch = len(loaders.train)
-    total = math.ceil(cfg.trainer.epochs * steps_per_epoch)
-    if cfg.trainer.max_steps is not None:
-        total = min(total, cfg.trainer.max_steps)
-    parts, schedule = _step_parts(cfg, model, (total, steps_per_epoch), device, world)
+    total = total_steps(cfg.trainer, steps_per_epoch)
+    parts, schedule = step_parts(cfg, model, (total, steps_per_epoch), device, world)
     return Engine(
         parts=parts,
         loaders=loaders,

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 TAG_AXES: tuple[str, ...] = ("model", "data", *NAMES, "seed")
 
 
-INTERNAL_KNOBS: frozenset[str] = frozenset({"hydra", "dry_run", "rerun", "reuse", "out_dir", "logger"})
+INTERNAL_KNOBS: frozenset[str] = frozenset({"hydra", "dry_run", "status", "rerun", "reuse", "out_dir", "logger"})
 """Top-level keys left out of the W&B config: how a command runs, not what the run is."""
 
 

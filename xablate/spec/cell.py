@@ -23,7 +23,8 @@ from ..axes import Axes
 
 KEY_EXCLUDE: frozenset[str] = frozenset(
     {
-        "hydra", "logger", "dry_run", "rerun", "reuse", "study", "out_dir", "design", "objective", "objective_mode",
+        "hydra", "logger", "dry_run", "status", "rerun", "reuse", "study", "out_dir", "design", "objective",
+        "objective_mode",
         "data.root", "data.num_workers", "data.eval_batch_size", "data.check",
         "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic", "trainer.fast_backward",
     }

@@ -145,6 +145,7 @@ class Config:
     budget: str = BASELINE.budget
     seed: int = 0
     dry_run: bool = False
+    status: bool = False
     rerun: bool = False
     reuse: bool = True
     study: str = "default"

@@ -233,6 +233,8 @@ def validate(cfg: DictConfig) -> Cell:
             f"trainer.evals={cfg.trainer.evals} and trainer.eval_every={cfg.trainer.eval_every} both set; "
             "allowed: one of them (the other null)"
         )
+    if cfg.status and cfg.dry_run:
+        raise ConfigError("status=true and dry_run=true both set; allowed: one of them (status only reads folders)")
     _choice("design.primary", cfg.design.primary, PRIMARY_ENDPOINTS)
     parse_baseline(cfg.design.baseline)
     if cfg.design.looks is not None:

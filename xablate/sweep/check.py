@@ -215,5 +215,6 @@ def check_command(argv: list[str]) -> Command:
         check_hydra_dirs(cell, validate(cell).folder)
         if cell.data.check:
             check_data(cell.data)
-    check_out_dirs(cells)
+    if not cells[0].status:  # a status view writes nothing
+        check_out_dirs(cells)
     return Command(cells, multirun, search)
