@@ -1,4 +1,5 @@
 """`python -m analysis`: Figures 9, 10 and 11 and the summary table from a study's run folders (or W&B runs).
+Over 250 lines because every flag is checked here, before any work, each failure one line.
 
     python -m analysis runs/fig11                     # every run under runs/fig11 -> runs/fig11/analysis/
     python -m analysis runs/ --where residual=true --where activation=none    # one slice of several studies

@@ -1,4 +1,5 @@
 """The comparisons table: what the seeds can and cannot tell about each cell of a figure against its baseline.
+(Over 250 lines because the families, endpoints and tests of one table are read together.)
 
 A *family* is the set of cells one figure compares (Fig. 9 residual, Fig. 10 activation, Fig. 11 segments),
 every other axis held fixed; a figure blocked by a second varying axis gives one family per `--where`

@@ -1,4 +1,5 @@
-"""Weights & Biases tracking: one W&B run per cell, offline by default, never in training's way.
+"""Weights & Biases tracking: one W&B run per cell, offline by default, never in training's way. (Over
+250 lines because the tracker's docstring states its W&B contract: ids, resume, steps, failures.)
 
 The run's own files (`summary.json`, the resolved config, checkpoints) are the source of truth; W&B is a
 mirror for browsing and plotting. So every W&B failure here (no network, no API key, an internal error)

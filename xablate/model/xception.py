@@ -2,6 +2,7 @@
 
 `create_model("xception")` is the paper's network (22,855,952 trainable parameters at 1000 classes);
 `create_model("xception_mini")` is the same architecture scaled for 28-32 px images on a laptop CPU.
+Over 250 lines because the module, the network and the iso-parameter width search belong together.
 Both take the three ablation axes (`segments`, `activation`, `residual`) plus `order`, `mid_norm`,
 `width`, `middle_blocks` and `budget`.
 """
