@@ -1,5 +1,5 @@
 """The summary table: one row per cell, the numbers behind Figures 9-11 with their error bars. (Over 250
-lines because its three formats, CSV, Markdown and LaTeX, share one row builder.)
+lines because it builds the table and writes it in three formats: CSV, Markdown and LaTeX.)
 
 Per cell (every axis but the seed): the number of seeds; the mean and 95% t-interval across seeds of the final
 and the best validation top-1; convergence speed, twice: the validation top-1 at the evaluation nearest half of
