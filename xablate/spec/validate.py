@@ -124,6 +124,7 @@ RANGES: dict[str, Range] = {
     "trainer.evals": Range(1, integer=True, null="use trainer.eval_every"),
     "trainer.log_every": _COUNT,
     "trainer.threads": Range(1, integer=True, null="PyTorch's default"),
+    "trainer.stack": _COUNT,
     "design.margin": _POSITIVE,
 }
 """Every numeric knob of the schema and the values it may take; `check_ranges` enforces them."""
@@ -177,10 +178,11 @@ def model_kwargs(cfg: Config | DictConfig, axes: Axes | None = None) -> dict[str
     )
 
 
-def build_model(cfg: Config | DictConfig, axes: Axes | None = None) -> Xception:
-    """The cell's model, on the current default device (meta inside `torch.device("meta")`)."""
+def build_model(cfg: Config | DictConfig, axes: Axes | None = None, stack: int = 1) -> Xception:
+    """The cell's model (`stack` seeds of it folded into one), on the current default device (meta inside
+    `torch.device("meta")`)."""
     kwargs = model_kwargs(cfg, axes)
-    return create_model(kwargs.pop("name"), **kwargs)
+    return create_model(kwargs.pop("name"), stack=stack, **kwargs)
 
 
 def input_shape(cfg: Config | DictConfig) -> tuple[int, int, int]:
@@ -212,6 +214,22 @@ def _check_tune(cfg: DictConfig) -> None:
         raise ConfigError("tune.values is empty; allowed: one value or more")
     if "holdout" in cfg.data and not cfg.data.holdout:
         raise ConfigError("tune needs a held-out split of the training set: set data.holdout")
+
+
+def _check_stack(cfg: DictConfig) -> None:
+    """What would make a folded seed differ from its own run, or cannot be folded (`model/stack.py`)."""
+    k = cfg.trainer.stack
+    reasons = {
+        "trainer.precision=16-mixed": "one seed's overflow would skip every seed's step",
+        f"model.drop_rate={cfg.model.drop_rate}": "the seeds would share dropout draws",
+        "tune=...": "each seed would need its own search",
+        "data.name=imagefolder": "only data sets held as tensors are folded",
+    }
+    flags = [str(cfg.trainer.precision) == "16-mixed", cfg.model.drop_rate > 0, cfg.tune is not None,
+             cfg.data.name == "imagefolder"]  # fmt: skip
+    for (setting, why), flagged in zip(reasons.items(), flags, strict=True):
+        if k > 1 and flagged:
+            raise ConfigError(f"trainer.stack={k} with {setting}: {why}; allowed: trainer.stack=1")
 
 
 def validate(cfg: DictConfig) -> Cell:
@@ -248,6 +266,7 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("objective", cfg.objective, OBJECTIVES)
     _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
     _check_tune(cfg)
+    _check_stack(cfg)
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
     with torch.device("meta"):
