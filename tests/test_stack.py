@@ -187,6 +187,6 @@ def test_a_seed_completed_earlier_rides_along_untouched(tmp_path: Path) -> None:
      (("trainer.stack=0",), "trainer.stack=0 is out of range")],
 )  # fmt: skip
 def test_a_stack_that_cannot_be_exact_is_refused(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
-    done = run_cli(tmp_path, "data=synthetic", *args)
+    done = run_cli(tmp_path, *args, "data=synthetic")
     assert done.returncode == 2 and needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "runs").exists()
