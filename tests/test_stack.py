@@ -115,6 +115,7 @@ def _curves(study: Path) -> dict[str, list[float]]:
     return out
 
 
+@pytest.mark.slow
 def test_stacked_sweep_writes_each_seed_an_ordinary_run_that_matches_its_own(tmp_path: Path) -> None:
     """Per seed, every evaluation's validation loss within 1% of the separately trained run's (24 steps: the
     fp32 rounding of other kernels grows, as it does between two thread counts), and every file of a run."""
