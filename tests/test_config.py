@@ -14,10 +14,12 @@ from omegaconf import OmegaConf
 
 from xablate import ConfigError
 from xablate.axes import parse_segments
+from xablate.spec.architecture import model_kwargs
 from xablate.spec.cell import Cell, run_key
 from xablate.spec.resolvers import register_resolvers
 from xablate.spec.schema import register_configs
-from xablate.spec.validate import model_kwargs, validate
+from xablate.spec.validate import validate
+from xablate.sweep import check
 from xablate.sweep.check import check_command
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -177,6 +179,26 @@ def test_check_command_returns_every_cell() -> None:
     got = sorted((str(parse_segments(c.segments)), c.seed) for c in cells)
     assert got == sorted(itertools.product(["1", "4", "depthwise"], [0, 1]))
     assert len({run_key(c) for c in cells}) == 6
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["experiment=fig11_iso", "seed=0,1"], ["experiment=fig10", "seed=3", "trainer.stack=1", "model.width=0.5"],
+     ["-m", "hydra/launcher=joblib", "model=xception_mini,xception", "segments=1,4", "data.batch_size=64,128"],
+     ["-m", "segments=1,4", "optim=paper_sgd,sgd_cosine", "residual=false"]],
+)  # fmt: skip
+def test_cells_set_on_one_composed_base_equal_the_cells_hydra_composes_one_by_one(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-launch check composes a sweep's base once and sets each cell's values on a copy; every field,
+    Hydra's own included, must be what composing the cell from scratch gives."""
+    fast = check_command(argv).cells
+    monkeypatch.setattr(check, "compose_cells", lambda base, fixed, jobs, compose, conf: [compose(j) for j in jobs])
+    slow = check_command(argv).cells
+    assert len(fast) == len(slow) > 1
+    for ours, hydras in zip(fast, slow, strict=True):
+        assert OmegaConf.to_container(ours, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
+        assert Cell.of(ours).folder == Cell.of(hydras).folder
 
 
 @pytest.mark.parametrize(

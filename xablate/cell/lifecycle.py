@@ -28,6 +28,7 @@ from ..engine.runtime import (
 from ..engine.state import Attempt
 from ..errors import ConfigError
 from ..model.costs import format_costs, profile
+from ..spec.architecture import build_model, input_shape
 from ..spec.cell import Cell
 from ..spec.record import (
     SUMMARY,
@@ -37,7 +38,7 @@ from ..spec.record import (
     read_summary,
     write_summary,
 )
-from ..spec.validate import build_model, input_shape, validate
+from ..spec.validate import validate
 from .attempt import attempt_number, prepare, running, skip_or_reuse
 from .lock import CellBusy, acquire, release
 from .stack import fit_stack_cell

@@ -20,8 +20,8 @@ from ..data import Loader, Loaders, build_loaders
 from ..errors import ConfigError
 from ..model import spatial
 from ..model.costs import ModelCost, profile
+from ..spec.architecture import build_model, input_shape
 from ..spec.cell import Cell
-from ..spec.validate import build_model, input_shape
 from . import distributed
 from .distributed import SINGLE, World
 from .meter import topk_correct

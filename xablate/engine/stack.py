@@ -22,8 +22,8 @@ from ..data import Loaders, TensorLoader, build_loaders
 from ..model import spatial
 from ..model.costs import profile
 from ..model.stack import fold, unfold
+from ..spec.architecture import build_model, input_shape
 from ..spec.cell import Cell
-from ..spec.validate import build_model, input_shape
 from .build import Engine, StepParts, evaluation_steps, step_parts, total_steps
 from .distributed import SINGLE
 from .meter import IntervalMeter

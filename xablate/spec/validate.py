@@ -10,13 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..axes import Axes
 from ..design import check_looks, parse_baseline
 from ..errors import ConfigError
-from ..model.xception import Xception, create_model
+from .architecture import check_architecture
 from .cell import Cell
 from .schema import (
     COMPARISON_SCOPES,
@@ -164,29 +162,9 @@ def check_path_components(cfg: Config | DictConfig) -> None:
             )
 
 
-def model_kwargs(cfg: Config | DictConfig, axes: Axes | None = None) -> dict[str, Any]:
-    """The `create_model` arguments a config describes, with the axes in their Python types."""
-    axes = Axes.parse(cfg) if axes is None else axes
-    return dict(
-        name=cfg.model.name,
-        num_classes=cfg.data.num_classes,
-        in_chans=cfg.data.in_chans,
-        **axes.as_dict(),
-        width=cfg.model.width,
-        middle_blocks=cfg.model.middle_blocks,
-        drop_rate=cfg.model.drop_rate,
-    )
-
-
-def build_model(cfg: Config | DictConfig, axes: Axes | None = None, stack: int = 1) -> Xception:
-    """The cell's model (`stack` seeds of it folded into one), on the current default device (meta inside
-    `torch.device("meta")`)."""
-    kwargs = model_kwargs(cfg, axes)
-    return create_model(kwargs.pop("name"), stack=stack, **kwargs)
-
-
-def input_shape(cfg: Config | DictConfig) -> tuple[int, int, int]:
-    return (cfg.data.in_chans, cfg.data.image_size, cfg.data.image_size)
+@functools.cache
+def _schema() -> DictConfig:
+    return OmegaConf.structured(Config)
 
 
 def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
@@ -237,7 +215,7 @@ def validate(cfg: DictConfig) -> Cell:
 
     Builds the model on the meta device, so architecture errors (segments that do not divide a layer, an
     unreachable parameter budget) surface here too."""
-    _check_known_keys(cfg, OmegaConf.structured(Config))
+    _check_known_keys(cfg, _schema())
     cell = Cell.of(cfg)
     _choice("data.name", cfg.data.name, DATASETS)
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
@@ -269,6 +247,5 @@ def validate(cfg: DictConfig) -> Cell:
     _check_stack(cfg)
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
-    with torch.device("meta"):
-        build_model(cfg, cell.axes)
+    check_architecture(cfg, cell.axes)
     return cell

@@ -37,6 +37,7 @@ from ..data import check_data
 from ..errors import ConfigError
 from ..files import unwritable_reason
 from ..spec.validate import validate
+from .compose import compose_cells
 from .stacks import check_stacks
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -208,7 +209,7 @@ def check_command(argv: list[str]) -> Command:
         if multirun:
             check_launcher(base)
             jobs, search = expand_cells(base, args.overrides)
-            cells = [_compose(cell) for cell in jobs]
+            cells = compose_cells(base, fixed, jobs, _compose, CONF_DIR)
         else:  # one cell: the base is it, unless a sweep value without -m is to fail as Hydra would fail it
             search, jobs = None, [args.overrides]
             cells = [base if len(fixed) == len(parsed) else _compose(args.overrides)]
