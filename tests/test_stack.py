@@ -55,7 +55,8 @@ def test_folded_model_computes_each_seeds_model_exactly(segments: object, order:
 
 
 def _cells(*overrides: str) -> tuple[list, list]:
-    cfgs = [compose_config(*TINY, *overrides, f"seed={seed}", f"trainer.stack={K}") for seed in range(K)]
+    cfgs = [compose_config(*TINY, "data.batch_size=8", *overrides, f"seed={seed}", f"trainer.stack={K}")
+            for seed in range(K)]  # fmt: skip
     return cfgs, [validate(cfg) for cfg in cfgs]
 
 
@@ -142,6 +143,7 @@ def test_stacked_sweep_writes_each_seed_an_ordinary_run_that_matches_its_own(tmp
     assert len(loaded.runs) == 8 and set(loaded.runs["stack"]) == {4}
 
 
+@pytest.mark.slow
 def test_a_killed_stack_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
     args = [*TINY, "trainer.max_steps=60", "trainer.evals=6", "trainer.threads=1", "seed=0,1", "trainer.stack=2"]
     whole = run_cli(tmp_path / "whole", "-m", *args, "logger.mode=disabled")
@@ -166,6 +168,7 @@ def test_a_killed_stack_resumes_and_ends_where_an_uninterrupted_one_does(tmp_pat
         assert (summary["val_loss"], summary["val_top1"]) == (reference["val_loss"], reference["val_top1"])
 
 
+@pytest.mark.slow
 def test_a_seed_completed_earlier_rides_along_untouched(tmp_path: Path) -> None:
     args = [*TINY, "trainer.max_steps=8", "trainer.evals=1", "logger.mode=disabled"]
     first = run_cli(tmp_path, "-m", *args, "seed=1", "trainer.stack=1")
