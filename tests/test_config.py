@@ -326,3 +326,18 @@ def test_every_study_fixes_its_execution_setting_and_declares_its_design(study: 
     assert cfg.design.comparisons is not None
     assert cfg.trainer.evals >= 10 and cfg.trainer.eval_every is None
     assert cfg.design.primary == "test_top1" and cfg.design.variance is not None and cfg.design.margin == 0.5
+
+
+@pytest.mark.parametrize(("pilot", "axis"), [("fig11_iso", "segments"), ("fig10", "activation"), ("fig9", "residual")])
+def test_each_v3_pilot_is_two_cells_at_four_budgets_on_a_held_out_split(pilot: str, axis: str, tmp_path: Path) -> None:
+    """The pilots decide the v3 budgets: on the held-out split only, the study's baseline and one other cell,
+    each at 4, 8, 16 and 32 epochs and seeds 0-2, and nothing else of the study changed."""
+    cells = check_command([f"experiment={pilot}_pilot_v3", f"out_dir={tmp_path}"]).cells
+    study = check_command([f"experiment={pilot}", f"out_dir={tmp_path}", "seed=0"]).cells[0]
+    assert {c.data.holdout for c in cells} == {5000} and {c.study for c in cells} == {f"{pilot}_pilot_v3"}
+    grid = sorted((c.seed, c.trainer.epochs, str(c[axis])) for c in cells)
+    values = sorted({str(c[axis]) for c in cells})
+    assert len(values) == 2 and grid == sorted(itertools.product([0, 1, 2], [4, 8, 16, 32], values))
+    same = ("model", "optim", "data", "budget", "order", "mid_norm")
+    assert all(OmegaConf.to_container(c[k]) == OmegaConf.to_container(study[k]) for c in cells for k in same[:3])
+    assert all(c[k] == study[k] for c in cells for k in same[3:])
