@@ -26,7 +26,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SUMMARY_VALUES: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps", "val_top1", "val_top5", "val_loss", "best_val_top1",
     "test_top1", "test_top5", "test_loss", "train_ce",
-    "train_img_per_s", "train_s", "wall_s", "device", "hardware", "threads", "precision", "finished_at", "wandb_id",
+    "train_img_per_s", "train_s", "wall_s", "device", "hardware", "threads", "precision", "stack", "finished_at",
+    "wandb_id",
     "holdout",
 )  # fmt: skip
 NUMERIC_SUMMARY: tuple[str, ...] = (

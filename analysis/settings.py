@@ -14,7 +14,7 @@ import pandas as pd
 
 from .axes import text
 
-SETTINGS: tuple[str, ...] = ("device", "hardware", "threads", "precision")
+SETTINGS: tuple[str, ...] = ("device", "hardware", "threads", "precision", "stack")
 NOT_RECORDED = "not recorded"
 
 

@@ -14,10 +14,12 @@ from omegaconf import OmegaConf
 
 from xablate import ConfigError
 from xablate.axes import parse_segments
+from xablate.spec.architecture import model_kwargs
 from xablate.spec.cell import Cell, run_key
 from xablate.spec.resolvers import register_resolvers
 from xablate.spec.schema import register_configs
-from xablate.spec.validate import model_kwargs, validate
+from xablate.spec.validate import validate
+from xablate.sweep import check
 from xablate.sweep.check import check_command
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -180,6 +182,26 @@ def test_check_command_returns_every_cell() -> None:
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [["experiment=fig11_iso", "seed=0,1"], ["experiment=fig10", "seed=3", "trainer.stack=1", "model.width=0.5"],
+     ["-m", "hydra/launcher=joblib", "model=xception_mini,xception", "segments=1,4", "data.batch_size=64,128"],
+     ["-m", "segments=1,4", "optim=paper_sgd,sgd_cosine", "residual=false"]],
+)  # fmt: skip
+def test_cells_set_on_one_composed_base_equal_the_cells_hydra_composes_one_by_one(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pre-launch check composes a sweep's base once and sets each cell's values on a copy; every field,
+    Hydra's own included, must be what composing the cell from scratch gives."""
+    fast = check_command(argv).cells
+    monkeypatch.setattr(check, "compose_cells", lambda base, fixed, jobs, compose, conf: [compose(j) for j in jobs])
+    slow = check_command(argv).cells
+    assert len(fast) == len(slow) > 1
+    for ours, hydras in zip(fast, slow, strict=True):
+        assert OmegaConf.to_container(ours, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
+        assert Cell.of(ours).folder == Cell.of(hydras).folder
+
+
+@pytest.mark.parametrize(
     ("argv", "count"),
     [
         (["experiment=quickstart", "dry_run=true"], 4),  # its own hydra.sweeper.params: 4 segments values
@@ -304,3 +326,18 @@ def test_every_study_fixes_its_execution_setting_and_declares_its_design(study: 
     assert cfg.design.comparisons is not None
     assert cfg.trainer.evals >= 10 and cfg.trainer.eval_every is None
     assert cfg.design.primary == "test_top1" and cfg.design.variance is not None and cfg.design.margin == 0.5
+
+
+@pytest.mark.parametrize(("pilot", "axis"), [("fig11_iso", "segments"), ("fig10", "activation"), ("fig9", "residual")])
+def test_each_v3_pilot_is_two_cells_at_four_budgets_on_a_held_out_split(pilot: str, axis: str, tmp_path: Path) -> None:
+    """The pilots decide the v3 budgets: on the held-out split only, the study's baseline and one other cell,
+    each at 4, 8, 16 and 32 epochs and seeds 0-2, and nothing else of the study changed."""
+    cells = check_command([f"experiment={pilot}_pilot_v3", f"out_dir={tmp_path}"]).cells
+    study = check_command([f"experiment={pilot}", f"out_dir={tmp_path}", "seed=0"]).cells[0]
+    assert {c.data.holdout for c in cells} == {5000} and {c.study for c in cells} == {f"{pilot}_pilot_v3"}
+    grid = sorted((c.seed, c.trainer.epochs, str(c[axis])) for c in cells)
+    values = sorted({str(c[axis]) for c in cells})
+    assert len(values) == 2 and grid == sorted(itertools.product([0, 1, 2], [4, 8, 16, 32], values))
+    same = ("model", "optim", "data", "budget", "order", "mid_norm")
+    assert all(OmegaConf.to_container(c[k]) == OmegaConf.to_container(study[k]) for c in cells for k in same[:3])
+    assert all(c[k] == study[k] for c in cells for k in same[3:])

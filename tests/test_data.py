@@ -236,6 +236,21 @@ def test_fashion_mnist_small_files_load(tmp_path: Path) -> None:
     assert splits.val_labels.tolist() == [i % 10 for i in range(20)]
 
 
+def test_a_process_reads_the_files_once_and_each_caller_gets_its_own_copy(tmp_path: Path) -> None:
+    def write(n: int) -> None:
+        for prefix in ("train", "t10k"):
+            write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.full((n, 28, 28), 7))
+            write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+    write(20)
+    first = read_fashion_mnist(str(tmp_path))
+    first.train_images.zero_()
+    second = read_fashion_mnist(str(tmp_path))
+    assert int(second.train_images.min()) == 7  # the first caller's change did not reach the second
+    write(30)  # changed files are read again
+    assert len(read_fashion_mnist(str(tmp_path)).train_labels) == 30
+
+
 # --- Loader semantics, on synthetic data and on TensorLoaders built directly ------------------------------------
 
 SYNTH = dict(

@@ -25,7 +25,7 @@ from xablate.engine.progress import Progress
 from xablate.engine.runtime import cpu_model, deterministic
 from xablate.engine.schedule import Schedule
 from xablate.model.xception import create_model
-from xablate.spec.validate import model_kwargs
+from xablate.spec.architecture import model_kwargs
 
 TINY = ["data=synthetic", "model.width=0.5", "model.middle_blocks=1", "logger.mode=disabled", "trainer.threads=1"]
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")

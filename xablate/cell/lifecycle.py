@@ -7,10 +7,7 @@ cell's summary (also written to its folder's `summary.json`). Training holds the
 
 from __future__ import annotations
 
-import shutil
 import signal
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +18,17 @@ from ..data import check_data
 from ..engine import distributed
 from ..engine.distributed import world_from_env
 from ..engine.jobs import job_gpu, launcher_threads
-from ..engine.log import METRICS
 from ..engine.loop import fit
-from ..engine.provenance import provenance
 from ..engine.runtime import (
     check_precision,
     deterministic,
-    execution_setting,
     select_device,
     threads,
 )
 from ..engine.state import Attempt
 from ..errors import ConfigError
-from ..files import write_json_atomic
 from ..model.costs import format_costs, profile
+from ..spec.architecture import build_model, input_shape
 from ..spec.cell import Cell
 from ..spec.record import (
     SUMMARY,
@@ -42,13 +36,12 @@ from ..spec.record import (
     failed_record,
     objective_value,
     read_summary,
-    running_record,
-    skipped_record,
     write_summary,
 )
-from ..spec.validate import build_model, input_shape, validate
-from .lock import LOCK, CellBusy, acquire, release
-from .reuse import completed_twin, reuse
+from ..spec.validate import validate
+from .attempt import attempt_number, prepare, running, skip_or_reuse
+from .lock import CellBusy, acquire, release
+from .stack import fit_stack_cell
 
 
 def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -59,6 +52,8 @@ def run(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         return dry_run(cfg, cell, out)
     if cfg.tune is not None and (read_summary(out) or {}).get("status") != "completed":
         return tune_and_train(cfg, cell, out)
+    if cfg.trainer.stack > 1:
+        return fit_stack_cell(cfg, cell, out)
     return fit_cell(cfg, cell, out)
 
 
@@ -123,69 +118,6 @@ def record_failure(cfg: DictConfig, error: str, out: Path | None = None) -> dict
     return summary
 
 
-def archive_previous(out: Path, *, keep: bool = False) -> Path | None:
-    """Move (or with `keep`, copy the record files of) an earlier attempt into `archive/<time>/`, so that
-    a forced re-run or a retry loses nothing."""
-    if keep:
-        entries = [out / name for name in (SUMMARY, METRICS) if (out / name).exists()]
-    else:
-        kept = (".hydra", "archive", LOCK)
-        entries = [p for p in out.iterdir() if p.name not in kept and not p.name.endswith(".log")]
-    if not entries:
-        return None
-    dest = out / "archive" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    dest.mkdir(parents=True)
-    for entry in entries:
-        if keep:
-            shutil.copy2(entry, dest / entry.name)
-        else:
-            shutil.move(str(entry), dest / entry.name)
-    return dest
-
-
-def attempt_number(out: Path) -> int:
-    """1 for a cell's first attempt, then one more per attempt that `rerun=true` moved to `archive/` (each
-    holds its `provenance.json`; the record kept of a failed attempt that is retried does not)."""
-    return 1 + sum(1 for _ in out.glob("archive/*/provenance.json"))
-
-
-def _skip_or_reuse(cfg: DictConfig, cell: Cell, out: Path, previous: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The summary of a cell that needs no training here: completed earlier, or completed in another study."""
-    if previous is not None and previous.get("status") == "completed" and not cfg.rerun:
-        print(
-            f"{out.name}: already completed (val top-1 {previous.get('val_top1', float('nan')):.2%}); "
-            "skipped (rerun=true runs it again, keeping these results in archive/)",
-            flush=True,
-        )
-        return skipped_record(previous)
-    fresh = (previous or {}).get("status") in (None, "dry_run")
-    twin = completed_twin(out, execution_setting(cfg)) if fresh and cfg.reuse and not cfg.rerun else None
-    if twin is None:
-        return None
-    if twin.mismatch is not None:
-        print(f"{out.name}: not reused from study {twin.path.parent.name}: {twin.mismatch}; trained here", flush=True)
-        return None
-    if not world_from_env().is_main:
-        return read_summary(twin.path) or {}
-    print(
-        f"{out.name}: completed earlier in study {twin.path.parent.name}; its files are copied here, not trained "
-        "again (reuse=false trains it again)",
-        flush=True,
-    )
-    return reuse(cfg, cell, twin.path, out)
-
-
-def _prepare(cfg: DictConfig, out: Path, previous: dict[str, Any] | None) -> None:
-    """Before training (main process): move a forced re-run's files aside, keep a failed attempt's record,
-    and write the provenance of this attempt."""
-    if cfg.rerun and (dest := archive_previous(out)) is not None:
-        print(f"{out.name}: earlier results moved to {dest.relative_to(out)}", flush=True)
-    elif previous is not None and previous.get("status") == "failed":
-        dest = archive_previous(out, keep=True)
-        print(f"{out.name}: retrying a failed run (its record is kept in {dest and dest.relative_to(out)})")
-    write_json_atomic(out / "provenance.json", provenance())
-
-
 def fit_cell(
     cfg: DictConfig, cell: Cell, out: Path, *, job_type: str = "train", record: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -193,7 +125,7 @@ def fit_cell(
     `job_type` and `record` go to W&B and `summary.json` (see `Attempt`)."""
     out.mkdir(parents=True, exist_ok=True)
     previous = read_summary(out)
-    done = _skip_or_reuse(cfg, cell, out, previous)
+    done = skip_or_reuse(cfg, cell, out, previous)
     if done is not None:
         return done
     check_data(cfg.data)
@@ -207,11 +139,11 @@ def fit_cell(
             except CellBusy as err:
                 busy = err
         if distributed.any_rank(world, busy is not None, device):
-            return _running(cell, busy)
+            return running(cell, busy)
         check_precision(device, str(cfg.trainer.precision))
         deterministic(device, cfg.trainer.deterministic)
         if world.is_main:
-            _prepare(cfg, out, previous)
+            prepare(cfg, out, previous)
         distributed.barrier(world)
         with threads(cfg.trainer.threads or launcher_threads()):
             return fit(cfg, cell, out, device, world, Attempt(attempt_number(out), job_type, record or {}))
@@ -219,14 +151,6 @@ def fit_cell(
         if holder is not None:
             release(out, holder)
         distributed.shutdown(world)
-
-
-def _running(cell: Cell, busy: CellBusy | None) -> dict[str, Any]:
-    """What a job reports for a cell another live process holds (see `lock.py`): it trains nothing and
-    writes nothing there; every rank stops."""
-    if busy is not None:
-        print(f"xablate: {busy}", file=sys.stderr, flush=True)
-    return running_record(cell, str(busy or "running elsewhere"))
 
 
 def exit_code(summary: dict[str, Any]) -> int:

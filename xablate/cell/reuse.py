@@ -27,9 +27,10 @@ from .lock import LOCK
 SETTING_PHRASES: dict[str, str] = {
     "device": "on {}", "hardware": "on {}", "threads": "with {} threads", "precision": "at precision {}",
     "torch": "with torch {}", "fast_backward": "with trainer.fast_backward={}",
+    "stack": "with trainer.stack={}",
 }  # fmt: skip
-SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False}
-"""What runs made before a setting was recorded in summary.json used (the library's backward)."""
+SETTING_BEFORE_RECORDED: dict[str, Any] = {"fast_backward": False, "stack": 1}
+"""What runs made before a setting was recorded in summary.json used (the library's backward, one seed a model)."""
 
 
 def setting_mismatch(there: Mapping[str, Any], here: Mapping[str, Any]) -> str | None:

@@ -20,8 +20,8 @@ from ..data import Loader, Loaders, build_loaders
 from ..errors import ConfigError
 from ..model import spatial
 from ..model.costs import ModelCost, profile
+from ..spec.architecture import build_model, input_shape
 from ..spec.cell import Cell
-from ..spec.validate import build_model, input_shape
 from . import distributed
 from .distributed import SINGLE, World
 from .meter import topk_correct
@@ -96,7 +96,8 @@ class StepParts:
 
 
 def train_step(parts: StepParts, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
-    """One optimiser step at learning rate `lr`; returns the (detached) loss and logits."""
+    """One optimiser step at learning rate `lr`; returns the (detached) loss and logits (a folded stack's: each
+    seed's loss, (K,), and logits (N, K, classes))."""
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
     x = x.contiguous(memory_format=parts.memory_format)
@@ -104,7 +105,7 @@ def train_step(parts: StepParts, x: Tensor, y: Tensor, lr: float) -> tuple[Tenso
         logits = parts.step_model(x)
         loss = parts.criterion(logits, y)
     parts.optimizer.zero_grad(set_to_none=True)
-    parts.scaler.scale(loss).backward()
+    parts.scaler.scale(loss if loss.dim() == 0 else loss.sum()).backward()  # a folded stack: one loss per seed
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
     if parts.averaged is not None:

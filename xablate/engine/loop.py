@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from ..spec.cell import Cell
 from ..spec.record import run_record, write_summary
 from . import distributed
-from .build import build_engine, train_step
+from .build import Engine, build_engine, train_step
 from .checkpoint import CHECKPOINT
 from .distributed import World
 from .log import METRICS, MetricsLog, RunLog
@@ -195,13 +195,20 @@ def fit(
 
 def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str | None) -> dict[str, Any]:
     """`summary.json`: the verdict, the cell, its costs, its final and best evaluation, and where it ran."""
-    state, cost = loop.state, loop.engine.cost
-    val, test = state.last_val or {}, state.last_test or {}
-    values = {
+    values = run_values(cfg, loop.state, loop.engine, loop.device, loop.world.size)
+    values["attempt"] = loop.attempt.number
+    values["wandb_id"] = loop.tracker.run_id if loop.tracker is not None else None
+    return run_record(status, cell, values, loop.attempt.record, error=error, stopped_by=loop.stop.requested)
+
+
+def run_values(cfg: DictConfig, state: TrainState, engine: Engine, device: torch.device, world_size: int) -> dict:
+    """A run's values in `summary.json` but its attempt and W&B id (`RUN_FIELDS` fixes their order)."""
+    cost, val, test = engine.cost, state.last_val or {}, state.last_test or {}
+    return {
         "params": cost.params,
         "macs": cost.macs,
         "steps": state.step,
-        "total_steps": loop.engine.total,
+        "total_steps": engine.total,
         "val_top1": val.get("top1"),
         "val_top5": val.get("top5"),
         "val_loss": val.get("loss"),
@@ -214,15 +221,13 @@ def summarize(cfg: DictConfig, cell: Cell, loop: Loop, status: str, error: str |
         "train_s": state.train_s,
         "eval_s": state.eval_s,
         "wall_s": state.wall_s,
-        "device": loop.device.type,
+        "device": device.type,
         "hardware": " then ".join(state.hardware),
         "threads": torch.get_num_threads(),
-        "world_size": loop.world.size,
+        "world_size": world_size,
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
         "fast_backward": bool(cfg.trainer.fast_backward),
+        "stack": int(cfg.trainer.stack),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "attempt": loop.attempt.number,
-        "wandb_id": loop.tracker.run_id if loop.tracker is not None else None,
     }
-    return run_record(status, cell, values, loop.attempt.record, error=error, stopped_by=loop.stop.requested)

@@ -58,7 +58,8 @@ def hardware(device: torch.device) -> str:
 
 def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Where and how a cell computes, as its `summary.json` records it: the same cell trained on another
-    device or kind of CPU, or with another thread count, precision, torch release or backward route, can end
+    device or kind of CPU, or with another thread count, precision, torch release, backward route or stack
+    (seeds folded into one model), can end
     up to half a point apart (float reduction order), as much as a seed, so a study holds these fixed and
     reuses only a cell trained the same way."""
     device = select_device(cfg.trainer.device)
@@ -69,6 +70,7 @@ def execution_setting(cfg: Any, launcher: Mapping[str, Any] | None = None) -> di
         "precision": str(cfg.trainer.precision),
         "torch": torch.__version__,
         "fast_backward": bool(cfg.trainer.fast_backward),
+        "stack": int(cfg.trainer.stack),
     }
 
 

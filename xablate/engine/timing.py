@@ -23,7 +23,7 @@ from torch import Tensor
 from ..data import build_loaders
 from ..model import spatial
 from ..model.costs import profile
-from ..spec.validate import build_model, input_shape
+from ..spec.architecture import build_model, input_shape
 from .build import StepParts, evaluate, step_parts, train_step
 from .checkpoint import CHECKPOINT, save_checkpoint
 from .distributed import SINGLE

@@ -49,7 +49,8 @@ class SeparableConv2d(nn.Module):
     `dw` is the spatial step (depthwise only when segments='depthwise'), `pw` the pointwise step.
     `order='depthwise_first'` is Xception's (and Keras') order; `'pointwise_first'` is the Inception order.
     Between the two steps sit an optional `norm_layer` (when `mid_norm`) and `act_layer` (Identity for the
-    paper's Xception, which has no non-linearity there; paper section 4.7, Fig. 10).
+    paper's Xception, which has no non-linearity there; paper section 4.7, Fig. 10). `stack=K` makes it K
+    such layers side by side, one per K-th of the channels (`stack.py`); `in_chs` and `out_chs` are per seed.
     """
 
     def __init__(
@@ -62,13 +63,14 @@ class SeparableConv2d(nn.Module):
         act_layer: LayerType = nn.Identity,
         norm_layer: LayerType = nn.BatchNorm2d,
         mid_norm: bool = False,
+        stack: int = 1,
     ) -> None:
         super().__init__()
         self.order = order
         spatial_chs = in_chs if order == "depthwise_first" else out_chs
-        spatial = SpatialConv2d(spatial_chs, resolve_groups(segments, spatial_chs))
-        pointwise = nn.Conv2d(in_chs, out_chs, 1, bias=False)
-        mid_norm_layer = norm_layer(spatial_chs) if mid_norm else None
+        spatial = SpatialConv2d(stack * spatial_chs, stack * resolve_groups(segments, spatial_chs))
+        pointwise = nn.Conv2d(stack * in_chs, stack * out_chs, 1, groups=stack, bias=False)
+        mid_norm_layer = norm_layer(stack * spatial_chs) if mid_norm else None
         if order == "depthwise_first":
             self.dw, self.mid_norm, self.mid_act, self.pw = spatial, mid_norm_layer, act_layer(), pointwise
         else:

@@ -2,14 +2,12 @@
 
 `create_model("xception")` is the paper's network (22,855,952 trainable parameters at 1000 classes);
 `create_model("xception_mini")` is the same architecture scaled for 28-32 px images on a laptop CPU.
-Over 250 lines because the module, the network and the iso-parameter width search belong together.
 Both take the three ablation axes (`segments`, `activation`, `residual`) plus `order`, `mid_norm`,
 `width`, `middle_blocks` and `budget`.
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +18,9 @@ from torch import Tensor, nn
 from ..axes import Segments, parse_choice, parse_segments
 from ..errors import ConfigError
 from .arch import ARCHS, ModuleSpec, XceptionArch
+from .budget import BUDGET_ARCHS, count_params, match_params
 from .layers import LayerType, Order, SeparableConv2d, get_act_layer
-
-BUDGET_TOLERANCE = 0.05
+from .stack import StackedLinear
 
 
 class XceptionModule(nn.Module):
@@ -38,6 +36,7 @@ class XceptionModule(nn.Module):
         residual: bool,
         sep_kwargs: dict[str, Any],
         norm_layer: LayerType,
+        stack: int = 1,
     ) -> None:
         super().__init__()
         layers: list[tuple[str, nn.Module]] = []
@@ -45,8 +44,9 @@ class XceptionModule(nn.Module):
         for i, out_chs in enumerate(spec.chs, start=1):
             if i > 1 or spec.lead_act:
                 layers.append((f"act{i}", nn.ReLU()))
-            layers.append((f"sep{i}", SeparableConv2d(chs, out_chs, norm_layer=norm_layer, **sep_kwargs)))
-            layers.append((f"bn{i}", norm_layer(out_chs)))
+            sep = SeparableConv2d(chs, out_chs, norm_layer=norm_layer, stack=stack, **sep_kwargs)
+            layers.append((f"sep{i}", sep))
+            layers.append((f"bn{i}", norm_layer(stack * out_chs)))
             chs = out_chs
         if spec.pool:
             layers.append(("pool", nn.MaxPool2d(3, stride=2, padding=1)))
@@ -59,8 +59,8 @@ class XceptionModule(nn.Module):
         self.skip: nn.Module | None = None
         if residual and spec.skip:
             if spec.pool or in_chs != chs:
-                conv = nn.Conv2d(in_chs, chs, 1, stride=2 if spec.pool else 1, bias=False)
-                self.skip = nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(chs)))
+                conv = nn.Conv2d(stack * in_chs, stack * chs, 1, stride=2 if spec.pool else 1, groups=stack, bias=False)
+                self.skip = nn.Sequential(OrderedDict(conv=conv, bn=norm_layer(stack * chs)))
             else:
                 self.skip = nn.Identity()
 
@@ -80,7 +80,9 @@ class GlobalAvgPool(nn.Module):
 
 
 class Xception(nn.Module):
-    """The generic Xception: stem, entry, middle and exit flows, then pooling, dropout and a classifier."""
+    """The generic Xception: stem, entry, middle and exit flows, then pooling, dropout and a classifier.
+
+    `stack=K` folds K such networks into one (`stack.py`): input (N, K * in_chans, H, W), logits (N, K, classes)."""
 
     def __init__(
         self,
@@ -95,14 +97,17 @@ class Xception(nn.Module):
         mid_norm: bool = False,
         drop_rate: float = 0.0,
         norm_layer: LayerType = nn.BatchNorm2d,
+        stack: int = 1,
     ) -> None:
         super().__init__()
-        self.arch = arch
+        self.arch, self.stack = arch, stack
         stem: OrderedDict[str, nn.Module] = OrderedDict()
         chs = in_chans
         for i, conv in enumerate(arch.stem, start=1):
-            stem[f"conv{i}"] = nn.Conv2d(chs, conv.chs, 3, conv.stride, conv.padding, bias=False)
-            stem[f"bn{i}"] = norm_layer(conv.chs)
+            stem[f"conv{i}"] = nn.Conv2d(
+                stack * chs, stack * conv.chs, 3, conv.stride, conv.padding, groups=stack, bias=False
+            )
+            stem[f"bn{i}"] = norm_layer(stack * conv.chs)
             stem[f"act{i}"] = nn.ReLU()
             chs = conv.chs
         self.stem = nn.Sequential(stem)
@@ -114,7 +119,9 @@ class Xception(nn.Module):
             blocks = []
             for spec in specs:
                 blocks.append(
-                    XceptionModule(chs, spec, residual=residual, sep_kwargs=sep_kwargs, norm_layer=norm_layer)
+                    XceptionModule(
+                        chs, spec, residual=residual, sep_kwargs=sep_kwargs, norm_layer=norm_layer, stack=stack
+                    )
                 )
                 chs = blocks[-1].out_chs
             return nn.Sequential(*blocks)
@@ -126,7 +133,7 @@ class Xception(nn.Module):
         self.num_classes = num_classes
         self.global_pool = GlobalAvgPool()
         self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(chs, num_classes)
+        self.fc = nn.Linear(chs, num_classes) if stack == 1 else StackedLinear(chs, num_classes, stack)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.exit(self.middle(self.entry(self.stem(x))))
@@ -151,11 +158,6 @@ def list_models() -> list[str]:
     return sorted(_model_entrypoints)
 
 
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters (BatchNorm running statistics are buffers and not counted)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def check_segments(arch: XceptionArch, segments: Segments, order: Order, model_name: str) -> None:
     """Fail with the list of valid values when `segments` does not divide every separable layer."""
     valid = arch.valid_segments(order)
@@ -164,37 +166,6 @@ def check_segments(arch: XceptionArch, segments: Segments, order: Order, model_n
         raise ConfigError(
             f"segments={segments} does not divide every separable layer of {model_name}; valid: {allowed}"
         )
-
-
-def _match_params(
-    arch: XceptionArch, segments: int, target: int, width: float, middle_blocks: int | None, build: Callable
-) -> XceptionArch:
-    """The width multiplier whose model has `target` parameters (within 5%), widths multiples of `segments`."""
-    divisor = math.lcm(8, segments)
-
-    def params_at(m: float) -> tuple[int, XceptionArch]:
-        scaled = arch.scaled(width * m, middle_blocks, divisor)
-        with torch.device("meta"):
-            return count_params(build(scaled)), scaled
-
-    lo, hi = 0.01, 4.0
-    best = params_at(hi)
-    for _ in range(30):
-        mid = math.sqrt(lo * hi)
-        n, scaled = params_at(mid)
-        if abs(n - target) < abs(best[0] - target):
-            best = (n, scaled)
-        lo, hi = (mid, hi) if n < target else (lo, mid)
-    if abs(best[0] - target) > BUDGET_TOLERANCE * target:
-        raise ConfigError(
-            f"budget=params cannot match {target:,} parameters within 5% at segments={segments} "
-            f"(closest: {best[0]:,}); use budget=none"
-        )
-    return best[1]
-
-
-_BUDGET_ARCHS: dict[tuple, XceptionArch] = {}
-"""Architectures found by the iso-parameter search, by model options: the search builds ~30 models."""
 
 
 def _create_xception(
@@ -220,18 +191,19 @@ def _create_xception(
     base = ARCHS[model_name]
     arch = base.scaled(width, middle_blocks)
     check_segments(arch, segments, order, model_name)
+    stack = kwargs.pop("stack", 1)
 
-    def build(a: XceptionArch, seg: Segments = segments) -> Xception:
-        return Xception(a, segments=seg, order=order, residual=residual, **kwargs)
+    def build(a: XceptionArch, seg: Segments = segments, k: int = 1) -> Xception:
+        return Xception(a, segments=seg, order=order, residual=residual, stack=k, **kwargs)
 
     if budget == "params" and segments != "depthwise":
         key = (model_name, segments, width, middle_blocks, order, residual, tuple(sorted(kwargs.items())))
-        if key not in _BUDGET_ARCHS:
+        if key not in BUDGET_ARCHS:
             with torch.device("meta"):
                 target = count_params(build(arch, "depthwise"))
-            _BUDGET_ARCHS[key] = _match_params(base, segments, target, width, middle_blocks, build)
-        arch = _BUDGET_ARCHS[key]
-    return build(arch)
+            BUDGET_ARCHS[key] = match_params(base, segments, target, width, middle_blocks, build)
+        arch = BUDGET_ARCHS[key]
+    return build(arch, k=stack)
 
 
 @register_model
@@ -258,7 +230,8 @@ def create_model(
 ) -> Xception:
     """Build a registered model, in the style of `timm.create_model`; no device or dtype is set here.
 
-    `overrides` may hold `order`, `mid_norm`, `width`, `middle_blocks`, `budget`, `drop_rate`, `norm_layer`.
+    `overrides` may hold `order`, `mid_norm`, `width`, `middle_blocks`, `budget`, `drop_rate`, `norm_layer`, and
+    `stack` (K seeds' networks folded into one, `stack.py`).
     """
     if name not in _model_entrypoints:
         raise ConfigError(f"model={name!r} is not known; allowed: {', '.join(list_models())}")

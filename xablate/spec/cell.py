@@ -27,10 +27,12 @@ KEY_EXCLUDE: frozenset[str] = frozenset(
         "objective_mode",
         "data.root", "data.num_workers", "data.eval_batch_size", "data.check",
         "trainer.log_every", "trainer.progress", "trainer.threads", "trainer.deterministic", "trainer.fast_backward",
+        "trainer.stack",
     }
 )  # fmt: skip
 """What never changes a run's numbers: where files go, logging, the study's design (read by the analysis),
-and what only chooses among kernels (threads, evaluation batch size, GPU determinism)."""
+and what only chooses among kernels (threads, evaluation batch size, GPU determinism, seeds folded into one
+model)."""
 
 KEY_ONLY_WHEN_SET: dict[str, object] = {
     "optim.polyak_decay": None,

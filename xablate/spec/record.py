@@ -23,7 +23,7 @@ RUN_FIELDS: tuple[str, ...] = (
     "params", "macs", "steps", "total_steps",
     "val_top1", "val_top5", "val_loss", "best_val_top1", "test_top1", "test_top5", "test_loss", "holdout",
     "train_img_per_s", "train_s", "eval_s", "wall_s",
-    "device", "hardware", "threads", "world_size", "precision", "torch", "fast_backward",
+    "device", "hardware", "threads", "world_size", "precision", "torch", "fast_backward", "stack",
     "finished_at", "attempt", "wandb_id",
 )  # fmt: skip
 """A trained run's fields after its identity (`Cell.record`), in their published order."""

@@ -94,6 +94,7 @@ class TrainerConfig:
     progress: bool | None = None
     sync_bn: bool = False
     deterministic: bool = True
+    stack: int = 1
 
 
 @dataclass

@@ -10,13 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..axes import Axes
 from ..design import check_looks, parse_baseline
 from ..errors import ConfigError
-from ..model.xception import Xception, create_model
+from .architecture import check_architecture
 from .cell import Cell
 from .schema import (
     COMPARISON_SCOPES,
@@ -124,6 +122,7 @@ RANGES: dict[str, Range] = {
     "trainer.evals": Range(1, integer=True, null="use trainer.eval_every"),
     "trainer.log_every": _COUNT,
     "trainer.threads": Range(1, integer=True, null="PyTorch's default"),
+    "trainer.stack": _COUNT,
     "design.margin": _POSITIVE,
 }
 """Every numeric knob of the schema and the values it may take; `check_ranges` enforces them."""
@@ -163,28 +162,9 @@ def check_path_components(cfg: Config | DictConfig) -> None:
             )
 
 
-def model_kwargs(cfg: Config | DictConfig, axes: Axes | None = None) -> dict[str, Any]:
-    """The `create_model` arguments a config describes, with the axes in their Python types."""
-    axes = Axes.parse(cfg) if axes is None else axes
-    return dict(
-        name=cfg.model.name,
-        num_classes=cfg.data.num_classes,
-        in_chans=cfg.data.in_chans,
-        **axes.as_dict(),
-        width=cfg.model.width,
-        middle_blocks=cfg.model.middle_blocks,
-        drop_rate=cfg.model.drop_rate,
-    )
-
-
-def build_model(cfg: Config | DictConfig, axes: Axes | None = None) -> Xception:
-    """The cell's model, on the current default device (meta inside `torch.device("meta")`)."""
-    kwargs = model_kwargs(cfg, axes)
-    return create_model(kwargs.pop("name"), **kwargs)
-
-
-def input_shape(cfg: Config | DictConfig) -> tuple[int, int, int]:
-    return (cfg.data.in_chans, cfg.data.image_size, cfg.data.image_size)
+@functools.cache
+def _schema() -> DictConfig:
+    return OmegaConf.structured(Config)
 
 
 def _check_known_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
@@ -214,12 +194,28 @@ def _check_tune(cfg: DictConfig) -> None:
         raise ConfigError("tune needs a held-out split of the training set: set data.holdout")
 
 
+def _check_stack(cfg: DictConfig) -> None:
+    """What would make a folded seed differ from its own run, or cannot be folded (`model/stack.py`)."""
+    k = cfg.trainer.stack
+    reasons = {
+        "trainer.precision=16-mixed": "one seed's overflow would skip every seed's step",
+        f"model.drop_rate={cfg.model.drop_rate}": "the seeds would share dropout draws",
+        "tune=...": "each seed would need its own search",
+        "data.name=imagefolder": "only data sets held as tensors are folded",
+    }
+    flags = [str(cfg.trainer.precision) == "16-mixed", cfg.model.drop_rate > 0, cfg.tune is not None,
+             cfg.data.name == "imagefolder"]  # fmt: skip
+    for (setting, why), flagged in zip(reasons.items(), flags, strict=True):
+        if k > 1 and flagged:
+            raise ConfigError(f"trainer.stack={k} with {setting}: {why}; allowed: trainer.stack=1")
+
+
 def validate(cfg: DictConfig) -> Cell:
     """The cell `cfg` describes, or a one-line `ConfigError` for any value the run could not use.
 
     Builds the model on the meta device, so architecture errors (segments that do not divide a layer, an
     unreachable parameter budget) surface here too."""
-    _check_known_keys(cfg, OmegaConf.structured(Config))
+    _check_known_keys(cfg, _schema())
     cell = Cell.of(cfg)
     _choice("data.name", cfg.data.name, DATASETS)
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
@@ -248,8 +244,8 @@ def validate(cfg: DictConfig) -> Cell:
     _choice("objective", cfg.objective, OBJECTIVES)
     _choice("objective_mode", cfg.objective_mode, OBJECTIVE_MODES)
     _check_tune(cfg)
+    _check_stack(cfg)
     if len(cfg.data.mean) != cfg.data.in_chans or len(cfg.data.std) != cfg.data.in_chans:
         raise ConfigError(f"data.mean and data.std need {cfg.data.in_chans} values (data.in_chans)")
-    with torch.device("meta"):
-        build_model(cfg, cell.axes)
+    check_architecture(cfg, cell.axes)
     return cell

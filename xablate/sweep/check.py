@@ -37,6 +37,8 @@ from ..data import check_data
 from ..errors import ConfigError
 from ..files import unwritable_reason
 from ..spec.validate import validate
+from .compose import compose_cells
+from .stacks import check_stacks
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -207,14 +209,16 @@ def check_command(argv: list[str]) -> Command:
         if multirun:
             check_launcher(base)
             jobs, search = expand_cells(base, args.overrides)
-            cells = [_compose(cell) for cell in jobs]
+            cells = compose_cells(base, fixed, jobs, _compose, CONF_DIR)
         else:  # one cell: the base is it, unless a sweep value without -m is to fail as Hydra would fail it
-            search = None
+            search, jobs = None, [args.overrides]
             cells = [base if len(fixed) == len(parsed) else _compose(args.overrides)]
     for cell in cells:
         check_hydra_dirs(cell, validate(cell).folder)
         if cell.data.check:
             check_data(cell.data)
+    if search is None:
+        check_stacks(cells, jobs)
     if not cells[0].status:  # a status view writes nothing
         check_out_dirs(cells)
     return Command(cells, multirun, search)

@@ -25,8 +25,8 @@ from ..engine.runtime import execution_setting, select_device, threads
 from ..engine.timing import StepTimer, StepTimes, time_data, time_together
 from ..errors import ConfigError, WriteError
 from ..files import write_json_atomic
+from ..spec.architecture import model_kwargs
 from ..spec.cell import Cell
-from ..spec.validate import model_kwargs
 
 CACHE = Path(".cache") / "step_times.json"
 
