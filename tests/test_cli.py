@@ -152,7 +152,8 @@ def test_shell_completion_of_the_console_command(tmp_path: Path, xablate_cli: An
         query("xablate ")
     )
     assert query("xablate optim=") == ["optim=paper_rmsprop", "optim=paper_sgd", "optim=sgd_cosine"]
-    assert query("xablate experiment=fig1") == ["experiment=fig10", "experiment=fig11", "experiment=fig11_iso"]
+    studies = ["experiment=fig11", "experiment=fig11_iso", "experiment=fig11_iso_pilot_v3"]
+    assert query("xablate experiment=fig11") == studies
 
 
 HYDRA_DIR_COMMANDS: list[tuple[list[str], str]] = [
