@@ -126,6 +126,7 @@ def test_bad_value_fails_before_any_folder(args: list[str], named: str, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_console_command_runs_a_sweep_like_python_m(
     tmp_path: Path, xablate_cli: Any, dry_sweep: tuple[Path, subprocess.CompletedProcess[str]], summaries: Any
 ) -> None:
@@ -178,6 +179,7 @@ def test_moving_hydras_output_folders_is_refused_before_any_folder(
     assert list(cwd.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_hydras_output_folders_set_to_the_cells_own_are_accepted(tmp_path: Path, xablate_cli: Any) -> None:
     """Only a knob that moves files is refused: one naming the folder xablate picks anyway runs as usual."""
     out_dir = tmp_path / "runs"

@@ -18,9 +18,13 @@ import torch
 from analysis.load import load_local
 from xablate.engine.build import StepParts, build_engine, train_step
 from xablate.engine.stack import StackedLoss, build_stack_engine, seat_states
+from xablate.errors import ConfigError
 from xablate.model import create_model
 from xablate.model.stack import fold, unfold
+from xablate.spec.resolvers import register_resolvers
+from xablate.spec.schema import register_configs
 from xablate.spec.validate import validate
+from xablate.sweep.check import check_command
 
 from .conftest import compose_config, isolated_env, read_summaries, run_cli
 
@@ -182,15 +186,23 @@ def test_a_seed_completed_earlier_rides_along_untouched(tmp_path: Path) -> None:
     assert sorted((s["seed"], s["stack"]) for s in summaries.values()) == [(0, 2), (1, 1)]
 
 
+def test_a_command_with_part_of_a_block_is_refused_in_one_line_before_any_work(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "-m", "seed=0,1,2", "trainer.stack=2", "data=synthetic")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "seed 3 of that block is not in this command" in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(("-m", "seed=0,1,2", "trainer.stack=2"), "seed 3 of that block is not in this command"),
-     (("seed=0", "trainer.stack=2"), "seed 1 of that block is not in this command"),
+    [(("seed=0", "trainer.stack=2"), "seed 1 of that block is not in this command"),
      (("-m", "seed=0,1", "trainer.stack=2", "model.drop_rate=0.1"), "trainer.stack=2 with model.drop_rate=0.1"),
      (("-m", "seed=0,1", "trainer.stack=2", "trainer.precision=16-mixed"), "with trainer.precision=16-mixed"),
      (("trainer.stack=0",), "trainer.stack=0 is out of range")],
 )  # fmt: skip
 def test_a_stack_that_cannot_be_exact_is_refused(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
-    done = run_cli(tmp_path, *args, "data=synthetic")
-    assert done.returncode == 2 and needle in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not (tmp_path / "runs").exists()
+    register_configs()
+    register_resolvers()
+    with pytest.raises(ConfigError) as refused:
+        check_command([*args, "data=synthetic", f"out_dir={tmp_path}"])
+    assert needle in str(refused.value) and "\n" not in str(refused.value)
