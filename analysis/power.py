@@ -136,7 +136,12 @@ def pair_plan_rows(runs: pd.DataFrame, curves: pd.DataFrame, margin: float, scop
     proportion to the SDs (fewest runs for the pair), each also at the SDs' upper 80% bounds."""
     rows: list[dict[str, Any]] = []
     holdout = pd.to_numeric(runs.get("holdout", pd.Series(math.nan, index=runs.index)), errors="coerce")
-    split = "held-out validation" if len(holdout) and (holdout > 0).all() else "validation (the test split)"
+    if len(holdout) and (holdout > 0).all():
+        split = "held-out validation"
+    elif len(holdout) and (holdout == 0).any():
+        split = "validation (the test split in some runs)"
+    else:
+        split = "validation (split not recorded)"
     for family in families(with_endpoints(runs, curves)):
         metric = metrics_of(family.runs, "val_top1")[0]
         column = family.runs[metric.column].astype(float)

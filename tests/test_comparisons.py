@@ -146,7 +146,9 @@ def test_the_pair_plan_keeps_each_cells_sd_and_its_seeds_give_the_power_it_promi
     plan = pair_plan_rows(data.runs, data.curves, 0.5).set_index("cell")
     noisy, tight = plan.loc["8"], plan.loc["4"]
     assert (noisy["sd_cell"], noisy["sd_reference"]) == pytest.approx((2.0, 0.1))
-    assert noisy["split"] == "validation (the test split)"  # these runs recorded no held-out split
+    assert noisy["split"] == "validation (split not recorded)"  # these runs recorded no data.holdout
+    held_out = constructed(holdout=5000)
+    assert set(pair_plan_rows(held_out.runs, held_out.curves, 0.5)["split"]) == {"held-out validation"}
     assert noisy["seeds_equal"] > 10 * tight["seeds_equal"] and noisy["seeds_cell"] > noisy["seeds_reference"]
     assert noisy["seeds_cell"] + noisy["seeds_reference"] < 2 * noisy["seeds_equal"]
     assert noisy["seeds_equal_upper80"] > noisy["seeds_equal"]
