@@ -107,7 +107,9 @@ def add_statistics_args(parser: Parser) -> None:
         help="with --pilot: a budget is converged within this many points of the longest (default 0.1)",
     )
     parser.add_argument(
-        "--plan", type=float, metavar="MDE", help="seeds per cell to detect MDE points (80%% power, after Holm)"
+        "--plan", type=float, metavar="MDE",
+        help="seeds per cell to detect MDE points (80%% power, after Holm), and per comparison for MDE as an "
+        "equivalence margin on validation top-1 with each cell's own SD (plan_pairs.csv)",
     )
 
 

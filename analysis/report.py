@@ -19,7 +19,7 @@ from .output import Output
 from .pilot import budget_lines, budget_table
 from .pilot import to_markdown as pilot_markdown
 from .plan import describe, plan_figures
-from .power import plan_lines, plan_rows
+from .power import pair_plan_lines, pair_plan_rows, plan_lines, plan_rows
 from .publish import Published, publish
 from .settings import mixed_settings
 from .strata import disagreements, stratum_rows
@@ -119,6 +119,10 @@ def _compare(
         output.write_text(out / "plan.csv", csv_text(seeds))
         report.tables.append(out / "plan.csv")
         report.lines += plan_lines(seeds)
+        by_pair = pair_plan_rows(runs, curves, plan, design.scope)
+        output.write_text(out / "plan_pairs.csv", csv_text(by_pair))
+        report.tables.append(out / "plan_pairs.csv")
+        report.lines += pair_plan_lines(by_pair)
     return compared, mixed
 
 

@@ -126,6 +126,7 @@ def test_bad_value_fails_before_any_folder(args: list[str], named: str, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_console_command_runs_a_sweep_like_python_m(
     tmp_path: Path, xablate_cli: Any, dry_sweep: tuple[Path, subprocess.CompletedProcess[str]], summaries: Any
 ) -> None:
@@ -152,7 +153,8 @@ def test_shell_completion_of_the_console_command(tmp_path: Path, xablate_cli: An
         query("xablate ")
     )
     assert query("xablate optim=") == ["optim=paper_rmsprop", "optim=paper_sgd", "optim=sgd_cosine"]
-    assert query("xablate experiment=fig1") == ["experiment=fig10", "experiment=fig11", "experiment=fig11_iso"]
+    studies = ["experiment=fig11", "experiment=fig11_iso", "experiment=fig11_iso_pilot_v3"]
+    assert query("xablate experiment=fig11") == studies
 
 
 HYDRA_DIR_COMMANDS: list[tuple[list[str], str]] = [
@@ -177,6 +179,7 @@ def test_moving_hydras_output_folders_is_refused_before_any_folder(
     assert list(cwd.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_hydras_output_folders_set_to_the_cells_own_are_accepted(tmp_path: Path, xablate_cli: Any) -> None:
     """Only a knob that moves files is refused: one naming the folder xablate picks anyway runs as usual."""
     out_dir = tmp_path / "runs"

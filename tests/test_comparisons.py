@@ -24,7 +24,7 @@ from analysis.frames import METRIC_COLUMNS, Runs, build, clean_metrics, design_m
 from analysis.load import load_local
 from analysis.panels import budget_line
 from analysis.plan import plan_figures
-from analysis.power import plan_rows, upper_sd
+from analysis.power import pair_plan_rows, plan_rows, upper_sd
 from analysis.spectrum import spectrum_positions
 from analysis.stats import holm
 from analysis.verdicts import design_sentences
@@ -136,6 +136,29 @@ def test_mde_and_the_plan_from_the_pooled_sd() -> None:
     assert plan["sd_upper80"] == pytest.approx(sd * math.sqrt(df / stats.chi2.ppf(0.2, df)))
     assert plan["seeds_per_cell_upper80"] > plan["seeds_per_cell"]
     assert upper_sd(sd, df) > sd
+
+
+def test_the_pair_plan_keeps_each_cells_sd_and_its_seeds_give_the_power_it_promises() -> None:
+    """Per comparison, on validation top-1, with each cell's own SD: the seeds it plans, drawn at the planned
+    SDs with no true difference, reach an equivalence verdict (scipy's TOST at Holm's first level) 80% of
+    the time."""
+    data = constructed()
+    plan = pair_plan_rows(data.runs, data.curves, 0.5).set_index("cell")
+    noisy, tight = plan.loc["8"], plan.loc["4"]
+    assert (noisy["sd_cell"], noisy["sd_reference"]) == pytest.approx((2.0, 0.1))
+    assert noisy["split"] == "validation (split not recorded)"  # these runs recorded no data.holdout
+    held_out = constructed(holdout=5000)
+    assert set(pair_plan_rows(held_out.runs, held_out.curves, 0.5)["split"]) == {"held-out validation"}
+    assert noisy["seeds_equal"] > 10 * tight["seeds_equal"] and noisy["seeds_cell"] > noisy["seeds_reference"]
+    assert noisy["seeds_cell"] + noisy["seeds_reference"] < 2 * noisy["seeds_equal"]
+    assert noisy["seeds_equal_upper80"] > noisy["seeds_equal"]
+    rng, level = np.random.default_rng(1), 0.05 / 4
+    for row in (noisy, tight):
+        a = rng.normal(0, row["sd_cell"], (4000, int(row["seeds_cell"])))
+        b = rng.normal(0, row["sd_reference"], (4000, int(row["seeds_reference"])))
+        above = stats.ttest_ind(a + 0.5, b, equal_var=False, alternative="greater", axis=1).pvalue
+        below = stats.ttest_ind(a - 0.5, b, equal_var=False, alternative="less", axis=1).pvalue
+        assert (np.maximum(above, below) < level).mean() >= 0.78, row.name
 
 
 def test_paired_and_pooled_models_are_declared_and_match_scipy() -> None:

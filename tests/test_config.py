@@ -288,6 +288,7 @@ def test_published_cells_keep_their_folders_at_holdout_zero(compose_cfg: Any) ->
     assert run_key(compose_cfg("data.holdout=0")) != run_key(compose_cfg())
 
 
+@pytest.mark.slow
 def test_published_v2_cells_are_found_again_by_their_study_config(compose_cfg: Any) -> None:
     """A v2 study published at some of its seeds continues in the same folders: its config gives the same keys."""
     cells = published_cells("v2")

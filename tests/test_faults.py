@@ -205,6 +205,7 @@ def test_files_follow_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow
 def test_full_disk_during_a_checkpoint_fails_in_one_line_and_resumes_later(
     tiny_disk: Path, completed_cell: Path
 ) -> None:

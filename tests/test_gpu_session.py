@@ -36,11 +36,11 @@ def _session(tmp_path: Path, dest: str, *args: str, **env: str) -> tuple[str, li
 def test_gpu_session_measures_layouts_then_packs_a_queue_of_studies_and_resumes_from_its_runs(tmp_path: Path) -> None:
     log, names, summaries = _session(
         tmp_path, "first", "fig10", "--", *TINY, "activation=none,relu",
-        PACK_STEPS="2", PACK_SPECS="1 1x2 2+mps", JOBS="2", STACK="2",
+        PACK_STEPS="2", PACK_SPECS="1x2 2+mps", JOBS="2", STACK="2",
     )  # fmt: skip
     rows = [line.split("|") for line in (tmp_path / "first" / "packing.md").read_text().splitlines()[2:]]
-    assert [(row[1].strip(), row[2].strip()) for row in rows] == [("1", "1"), ("1", "2"), ("2", "1")]
-    assert float(rows[1][5].replace(",", "")) > 0 and "MPS: no nvidia-cuda-mps-control here" in rows[2][3]
+    assert [(row[1].strip(), row[2].strip()) for row in rows] == [("1", "2"), ("2", "1")]
+    assert float(rows[0][5].replace(",", "")) > 0 and "MPS: no nvidia-cuda-mps-control here" in rows[1][3]
     cells = sorted((s["activation"], s["seed"]) for s in summaries)
     assert cells == [(a, seed) for a in ("none", "relu") for seed in (0, 1)]
     kinds = {(s["study"], s["status"], s["device"], s["steps"], s["stack"]) for s in summaries}
@@ -59,8 +59,8 @@ def test_gpu_session_measures_layouts_then_packs_a_queue_of_studies_and_resumes_
     )  # fmt: skip
     assert "earlier runs: 4 completed" in log and "runs packed: 8 completed" in log
     by_study = {(s["study"], s["residual"], s["activation"], s["seed"]): s for s in again}
-    assert sorted(k for k in by_study if k[0] == "fig9_gpu_stack2") == [
-        ("fig9_gpu_stack2", r, "relu", seed) for r in (False, True) for seed in (0, 1)
-    ]
+    new = sorted(k for k in by_study if k[0] == "fig9_gpu_stack2")  # residual=true copied from fig10, not trained
+    assert new == [("fig9_gpu_stack2", r, "relu", seed) for r in (False, True) for seed in (0, 1)]
+    assert "2 completed in another study (copied, not trained again), 2 to run" in log
     for earlier in summaries:  # the first session's runs come back unchanged, none trained again
         assert by_study[(earlier["study"], True, earlier["activation"], earlier["seed"])] == earlier

@@ -113,7 +113,8 @@ def test_a_failing_cell_does_not_stop_the_others_and_the_sweep_exits_non_zero(
         pytest.param("fig9", "residual", {True, False}, None, marks=pytest.mark.slow),  # fig11 covers the mechanism
         pytest.param("fig10", "activation", {"none", "elu", "relu", "gelu", "silu"}, None, marks=pytest.mark.slow),
         pytest.param("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}, None, marks=pytest.mark.slow),
-        ("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}, "0,1"),  # a sweep value on the command line wins
+        pytest.param("fig11", "segments", {1, 2, 4, 8, 16, "depthwise"}, "0,1", marks=pytest.mark.slow),
+        ("fig9", "residual", {True, False}, "1"),  # a sweep value on the command line wins
     ],
 )
 def test_each_study_runs_as_a_multirun_and_its_dry_run_lists_cells_and_costs(

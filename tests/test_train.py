@@ -69,7 +69,10 @@ def test_short_fashion_mnist_run_beats_chance_and_leaves_its_files(tmp_path: Pat
     assert (tmp_path / "checkpoint.pt").stat().st_size > 0
 
 
-@pytest.mark.parametrize("extra", [[], ["optim.polyak_decay=0.9"]], ids=["plain", "polyak"])
+@pytest.mark.parametrize(
+    "extra",
+    [pytest.param([], id="plain"), pytest.param(["optim.polyak_decay=0.9"], id="polyak", marks=pytest.mark.slow)],
+)
 def test_interrupted_run_resumes_to_the_same_numbers(
     tmp_path: Path, extra: list[str], xablate_cli: Any, run_dirs: Any
 ) -> None:
