@@ -8,6 +8,7 @@ The loop itself (`loop.py`) strings these together; the cell's lifecycle (`xabla
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,17 @@ class Engine:
     def evaluate(self, loader: Loader, world: World = SINGLE) -> dict[str, float]:
         parts = self.parts
         return evaluate(parts.eval_model, loader, parts.device, parts.precision, world, parts.memory_format)
+
+    def batches_from(self, step: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The training batches from `step` to the end of the budget, epoch after epoch (a resumed run starts
+        mid-epoch): the caller takes one step per batch."""
+        while step < self.total:
+            epoch, start = divmod(step, self.steps_per_epoch)
+            for batch in self.loaders.train.batches(epoch, start):
+                yield batch
+                step += 1
+                if step >= self.total:
+                    return
 
 
 def total_steps(trainer: DictConfig, steps_per_epoch: int) -> int:

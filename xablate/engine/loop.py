@@ -134,18 +134,14 @@ class Loop:
     def run_steps(self) -> bool:
         """Train until the budget is spent (False) or a signal asks to stop (True)."""
         engine, state = self.engine, self.state
-        while state.step < engine.total:
-            epoch, start = divmod(state.step, engine.steps_per_epoch)
-            for x, y in engine.loaders.train.batches(epoch, start):
-                lr = engine.schedule(state.step)
-                loss, logits = train_step(engine.parts, x, y, lr)
-                self.meter.add(loss, logits, y)
-                state.step += 1
-                self.steps_here += 1
-                if self.after_step(lr):
-                    return state.step < engine.total
-                if state.step >= engine.total:
-                    break
+        for x, y in engine.batches_from(state.step):
+            lr = engine.schedule(state.step)
+            loss, logits = train_step(engine.parts, x, y, lr)
+            self.meter.add(loss, logits, y)
+            state.step += 1
+            self.steps_here += 1
+            if self.after_step(lr):
+                return state.step < engine.total
         return False
 
     def interrupt(self) -> None:

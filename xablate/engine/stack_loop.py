@@ -169,20 +169,16 @@ class StackLoop:
     def run_steps(self) -> bool:
         """Train until the budget is spent (False) or a signal asks to stop (True)."""
         engine = self.engine
-        while self.step < engine.total:
-            epoch, start = divmod(self.step, engine.steps_per_epoch)
-            for x, y in engine.loaders.train.batches(epoch, start):
-                lr = engine.schedule(self.step)
-                loss, logits = train_step(engine.parts, x, y, lr)
-                self.meter.add(loss, logits, y)
-                self.step += 1
-                self.steps_here += 1
-                for seat in self.seats:
-                    seat.state.step = self.step
-                if self.after_step(lr):
-                    return self.step < engine.total and bool(self.active)
-                if self.step >= engine.total:
-                    break
+        for x, y in engine.batches_from(self.step):
+            lr = engine.schedule(self.step)
+            loss, logits = train_step(engine.parts, x, y, lr)
+            self.meter.add(loss, logits, y)
+            self.step += 1
+            self.steps_here += 1
+            for seat in self.seats:
+                seat.state.step = self.step
+            if self.after_step(lr):
+                return self.step < engine.total and bool(self.active)
         return False
 
     def interrupt(self) -> None:
